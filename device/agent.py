@@ -1,0 +1,255 @@
+"""The device agent: stream commands in, captures out, config applied live."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from device import __version__
+from device.blocking import run_blocking
+from device.camera import CameraSettings
+from device.capture import CapturePipeline, CaptureResult
+from device.detection import DetectorSettings, create_detector
+from device.remote_config import camera_settings_for, detector_settings_for, reported_config
+from device.spool import Spool
+from device.state import AgentState
+from device.stream import Command, CommandStream, StreamRejected
+from device.uploader import CloudClient, SpoolSender, UploadOutcome
+from device.watch import watch_loop
+
+logger = logging.getLogger(__name__)
+
+STOP_GRACE = 5.0  # seconds a capture in flight may take to finish after SIGTERM
+EXIT_OK = 0
+EXIT_REJECTED = 3  # the cloud refused this device (wrong key, unknown or suspended device)
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    api_url: str
+    device_id: str
+    api_key: str
+    stream_timeout: float = 70.0
+    reconnect_delay: float = 5.0
+    watch_labels: frozenset[str] = frozenset()
+    watch_interval: float = 30.0
+
+
+class Agent:
+    """Runs the stream, the command worker, the spool sender and the watch loop."""
+
+    def __init__(
+        self,
+        options: AgentOptions,
+        pipeline: CapturePipeline,
+        camera_baseline: CameraSettings,
+        detector_baseline: DetectorSettings,
+        detector_settings: DetectorSettings,
+        state: AgentState,
+        spool: Spool,
+        client: CloudClient,
+    ) -> None:
+        self.options = options
+        self.pipeline = pipeline
+        self.state = state
+        self.spool = spool
+        self.client = client
+        self.sender = SpoolSender(spool, client)
+        self._camera_baseline = camera_baseline
+        self._detector_baseline = detector_baseline
+        self._detector_settings = detector_settings
+        self._queue: asyncio.Queue[Command] = asyncio.Queue()
+        self._stop = asyncio.Event()
+        self.stream = CommandStream(
+            options.api_url,
+            options.device_id,
+            options.api_key,
+            self._queue.put,
+            read_timeout=options.stream_timeout,
+            reconnect_delay=options.reconnect_delay,
+            on_connect=lambda: self.sender.wake(reset_backoff=True),
+        )
+
+    def stop(self) -> None:
+        """Ask the agent to finish the capture in flight and exit (idempotent)."""
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Run until ``stop()`` or until the cloud refuses the device; return the exit code."""
+        stream = asyncio.create_task(self.stream.run(), name="stream")
+        worker = asyncio.create_task(self._work(), name="command-worker")
+        sender = asyncio.create_task(self.sender.run(), name="spool-sender")
+        side = [stream, sender]
+        if self.options.watch_labels:
+            side.append(asyncio.create_task(watch_loop(self), name="watch"))
+        stopper = asyncio.create_task(self._stop.wait(), name="stop")
+        code = EXIT_OK
+        try:
+            await asyncio.wait([stopper, stream], return_when=asyncio.FIRST_COMPLETED)
+            if stream.done() and not stream.cancelled():
+                exc = stream.exception()
+                if isinstance(exc, StreamRejected):
+                    logger.error(
+                        "the cloud refused device %s (%s): check --api-key and --device-id",
+                        self.options.device_id,
+                        exc,
+                    )
+                    code = EXIT_REJECTED
+                elif exc is not None:
+                    raise exc
+        finally:
+            self._stop.set()
+            stream.cancel()
+            self._queue.put_nowait(Command("", "stop"))  # wakes an idle worker
+            done, _ = await asyncio.wait([worker], timeout=STOP_GRACE)
+            if not done:
+                logger.warning("capture still running after %.0fs; it stays spooled", STOP_GRACE)
+            self.sender.stop()
+            for task in (worker, stopper, *side):
+                task.cancel()
+            await asyncio.gather(worker, stopper, *side, return_exceptions=True)
+            await self.client.aclose()
+            await run_blocking(self.pipeline.camera.close)
+        return code
+
+    async def _work(self) -> None:
+        """Execute commands one at a time, in arrival order."""
+        while not self._stop.is_set():
+            command = await self._queue.get()
+            if self._stop.is_set():
+                return  # left for redelivery after restart
+            try:
+                if command.type == "capture":
+                    await self.handle_capture(command)
+                elif command.type == "config":
+                    await self.handle_config(command)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("command %s failed", command.command_id)
+
+    async def handle_capture(self, command: Command) -> None:
+        """Capture once per command id; report a trigger failed when no frame can be had."""
+        if self.state.was_executed(command.command_id):
+            logger.info("command %s already executed; ignoring duplicate", command.command_id)
+            return
+        trigger_id = str(command.payload.get("trigger_id") or command.command_id)
+        label = command.payload.get("trigger_label")
+        try:
+            result = await run_blocking(self.pipeline.capture, trigger_id)
+        except Exception as exc:
+            reason = f"capture failed: {exc}"
+            logger.error("trigger %s: %s", trigger_id, reason)
+            if await self.client.report_failed(trigger_id, reason):
+                await run_blocking(self.state.mark_executed, command.command_id)
+            return
+        trigger_type = str(command.payload.get("trigger_type") or "scheduled")
+        await self.store_and_upload(result, trigger_id, label, trigger_type, command.command_id)
+
+    async def store_and_upload(
+        self,
+        result: CaptureResult,
+        trigger_id: str | None,
+        label: str | None,
+        trigger_type: str,
+        command_id: str | None = None,
+    ) -> None:
+        """Spool the capture (durable first), try it right away, log one line."""
+        metadata = self._upload_metadata(result, trigger_id, label, trigger_type, command_id)
+        entry = await run_blocking(self.spool.put, result.jpeg, metadata, trigger_id or "event")
+        if command_id:
+            await run_blocking(self.state.mark_executed, command_id)
+        backlog = self.sender.backlogged or len(await run_blocking(self.spool.entries)) > 1
+        start = time.perf_counter()
+        if backlog:
+            outcome = "spooled behind older captures"
+            self.sender.wake()
+        else:
+            upload = await self.sender.deliver(entry)
+            outcome = upload.record_id or upload.outcome.value
+            if upload.outcome is UploadOutcome.RETRY:
+                outcome = f"spooled ({upload.detail})"
+                self.sender.wake()
+            elif upload.outcome is UploadOutcome.REJECTED:
+                outcome = f"rejected ({upload.status_code} {upload.detail})"
+        timings = dict(result.timings_ms, upload=round((time.perf_counter() - start) * 1000, 1))
+        logger.info(
+            "capture trigger=%s label=%s %dx%d detections=%d grab=%.0fms detect=%.0fms "
+            "encode=%.0fms upload=%.0fms -> %s",
+            trigger_id or "event",
+            label,
+            result.width,
+            result.height,
+            len(result.detections),
+            timings.get("grab", 0.0),
+            timings.get("detect", 0.0),
+            timings.get("encode", 0.0),
+            timings["upload"],
+            outcome,
+        )
+
+    def _upload_metadata(
+        self,
+        result: CaptureResult,
+        trigger_id: str | None,
+        label: str | None,
+        trigger_type: str,
+        command_id: str | None,
+    ) -> dict[str, Any]:
+        return {
+            "device_id": self.options.device_id,
+            "trigger_id": trigger_id,
+            "captured_at": result.captured_at.isoformat(),
+            "trigger_label": label,
+            "detections": result.detections,
+            "metadata": {
+                "device_version": __version__,
+                "trigger_type": trigger_type,
+                "command_id": command_id,
+                "width": result.width,
+                "height": result.height,
+                "detector": self.pipeline.detector.name,
+                "config_version": self.state.config_version,
+                "timings_ms": result.timings_ms,
+            },
+        }
+
+    async def handle_config(self, command: Command) -> None:
+        """Apply a newer config version live, persist it, acknowledge it."""
+        version, config = command.payload.get("version"), command.payload.get("config")
+        if not isinstance(version, int) or not isinstance(config, dict):
+            logger.warning("ignoring malformed config command %s", command.command_id)
+            return
+        if version > self.state.config_version:
+            await self.apply_config(config)
+            await run_blocking(self.state.set_config, version, config)
+        else:
+            config = self.state.config  # a redelivery: the ack was lost, send it again
+            version = self.state.config_version
+        report = reported_config(config, self.pipeline.camera.settings, self._detector_settings)
+        acked = await self.client.ack_config(version, report)
+        logger.info(
+            "config version %d applied: camera=%s detection=%s ack=%s",
+            version,
+            report["camera"],
+            report["detection"],
+            "ok" if acked else "failed (resent on reconnect)",
+        )
+
+    async def apply_config(self, config: dict[str, Any]) -> None:
+        """Reconfigure camera and detector; a detector that cannot start keeps the old one."""
+        camera_settings = camera_settings_for(self._camera_baseline, config)
+        await run_blocking(self.pipeline.camera.reconfigure, camera_settings)
+        settings = detector_settings_for(self._detector_baseline, config)
+        if settings == self._detector_settings:
+            return
+        try:
+            detector = await run_blocking(create_detector, settings)
+        except Exception as exc:
+            logger.error("config detector settings not applied, keeping current ones: %s", exc)
+            return
+        await run_blocking(self.pipeline.swap_detector, detector)
+        self._detector_settings = settings

@@ -1,0 +1,205 @@
+"""Talks to the cloud's device routes (upload, failed trigger, config ack); drains the spool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from device import __version__
+from device.backoff import Backoff
+from device.blocking import run_blocking
+from device.spool import Spool, SpoolEntry
+
+logger = logging.getLogger(__name__)
+
+RETRY_BASE_DELAY = 2.0  # seconds, first spool retry ceiling
+RETRY_MAX_DELAY = 30.0  # seconds; a server that comes back is found within this
+RETRYABLE_STATUS = {408, 429}
+
+
+class UploadOutcome(enum.Enum):
+    DELIVERED = "delivered"  # the cloud has the capture (new or already stored)
+    RETRY = "retry"  # network error, timeout, 408/429/5xx: keep it and try later
+    REJECTED = "rejected"  # any other 4xx: final, never retried
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    outcome: UploadOutcome
+    detail: str
+    status_code: int | None = None
+    record_id: str | None = None
+    retry_after: float | None = None
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail) if detail else response.text[:200]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class CloudClient:
+    """The device's authenticated HTTP client; every call has a timeout."""
+
+    def __init__(self, api_url: str, device_id: str, api_key: str, timeout: float) -> None:
+        self.device_id = device_id
+        self._client = httpx.AsyncClient(
+            base_url=api_url.rstrip("/"),
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "User-Agent": f"visant-device/{__version__}",
+            },
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+        )
+
+    async def upload(self, image: bytes, metadata: dict[str, Any]) -> UploadResult:
+        """POST one capture as multipart (image + metadata JSON) and classify the answer."""
+        content_type = "image/png" if image[:4] == b"\x89PNG" else "image/jpeg"
+        files = {"image": ("capture.jpg", image, content_type)}
+        data = {"metadata": json.dumps(metadata)}
+        try:
+            response = await self._client.post("/v1/captures", files=files, data=data)
+        except httpx.HTTPError as exc:
+            return UploadResult(UploadOutcome.RETRY, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        code = response.status_code
+        if code in (200, 201):
+            record_id = None
+            with contextlib.suppress(ValueError, AttributeError):
+                record_id = response.json().get("record_id")
+            return UploadResult(UploadOutcome.DELIVERED, "uploaded", code, record_id)
+        outcome = UploadOutcome.RETRY
+        if 400 <= code < 500 and code not in RETRYABLE_STATUS:
+            outcome = UploadOutcome.REJECTED
+        return UploadResult(outcome, _detail(response), code, retry_after=_retry_after(response))
+
+    async def report_failed(self, trigger_id: str, reason: str) -> bool:
+        """Tell the cloud a trigger could not be captured; True once the cloud has recorded it."""
+        path = f"/v1/devices/{self.device_id}/triggers/{trigger_id}/failed"
+        try:
+            response = await self._client.post(path, json={"reason": reason[:500]})
+        except httpx.HTTPError as exc:
+            logger.warning("could not report trigger %s failed: %s", trigger_id, exc)
+            return False
+        if response.status_code in (200, 404, 409):  # 409/404: already terminal or gone
+            return True
+        logger.warning("reporting trigger %s failed got %s", trigger_id, response.status_code)
+        return False
+
+    async def ack_config(self, version: int, config: dict[str, Any]) -> bool:
+        """Acknowledge an applied config version; True when the cloud accepted it."""
+        path = f"/v1/devices/{self.device_id}/config/ack"
+        try:
+            response = await self._client.post(path, json={"version": version, "config": config})
+        except httpx.HTTPError as exc:
+            logger.warning("could not acknowledge config version %d: %s", version, exc)
+            return False
+        if response.status_code != 200:
+            logger.warning(
+                "config ack %d refused: %s %s", version, response.status_code, _detail(response)
+            )
+        return response.status_code == 200
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class SpoolSender:
+    """Delivers spooled captures oldest first, backing off while the cloud is unreachable."""
+
+    def __init__(self, spool: Spool, client: CloudClient) -> None:
+        self.spool = spool
+        self._client = client
+        self._backoff = Backoff(RETRY_BASE_DELAY, RETRY_MAX_DELAY)
+        self._in_flight: set[str] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    @property
+    def backlogged(self) -> bool:
+        """True while the last attempt failed and captures wait for a retry."""
+        return self._backoff.attempt > 0
+
+    def wake(self, reset_backoff: bool = False) -> None:
+        """Try the spool now (a new entry, or the stream just reconnected)."""
+        if reset_backoff:
+            self._backoff.reset()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def deliver(self, entry: SpoolEntry) -> UploadResult:
+        """Upload one entry; remove it when delivered, move it aside when refused for good."""
+        loaded = await run_blocking(self.spool.load, entry)
+        if loaded is None:
+            await run_blocking(self.spool.remove, entry)
+            return UploadResult(UploadOutcome.REJECTED, "spool entry damaged")
+        image, metadata = loaded
+        self._in_flight.add(entry.name)
+        try:
+            result = await self._client.upload(image, metadata)
+        finally:
+            self._in_flight.discard(entry.name)
+        if result.outcome is UploadOutcome.DELIVERED:
+            await run_blocking(self.spool.remove, entry)
+        elif result.outcome is UploadOutcome.REJECTED:
+            logger.error(
+                "capture %s refused (%s %s); moved to %s/rejected",
+                entry.name,
+                result.status_code,
+                result.detail,
+                self.spool.directory,
+            )
+            await run_blocking(self.spool.reject, entry, f"{result.status_code} {result.detail}")
+        return result
+
+    async def run(self) -> None:
+        """Drain the spool until ``stop()``; wait for ``wake()`` or the backoff delay."""
+        while not self._stopping:
+            self._wake.clear()
+            blocked = await self._drain()
+            if self._stopping:
+                break
+            delay: float | None = None
+            if blocked is not None:
+                delay = self._backoff.next_delay()
+                if blocked.retry_after is not None:
+                    delay = max(delay, blocked.retry_after)
+                logger.info(
+                    "upload failed (%s); spooled captures retried in %.1fs", blocked.detail, delay
+                )
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _drain(self) -> UploadResult | None:
+        """Send entries oldest first; return the failure that stopped us, None when empty."""
+        for entry in await run_blocking(self.spool.entries):
+            if self._stopping:
+                return None
+            if entry.name in self._in_flight:
+                continue
+            result = await self.deliver(entry)
+            if result.outcome is UploadOutcome.RETRY:
+                return result
+            if result.outcome is UploadOutcome.DELIVERED:
+                logger.info("spooled capture %s delivered (%s)", entry.name, result.record_id)
+            self._backoff.reset()
+        return None
