@@ -22,7 +22,9 @@ def test_login_returns_a_token_that_opens_user_routes(
     assert user.email
 
 
-def test_wrong_password_and_unknown_email_are_401(live_server: LiveServer, factory: Factory) -> None:
+def test_wrong_password_and_unknown_email_are_401(
+    live_server: LiveServer, factory: Factory
+) -> None:
     factory.user(email="a@example.test", password="right")
     with live_server.client() as client:
         wrong = client.post("/v1/auth/token", json={"email": "a@example.test", "password": "bad"})

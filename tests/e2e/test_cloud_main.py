@@ -33,7 +33,9 @@ def _wait_healthy(port: int, process: subprocess.Popen[str]) -> httpx.Response:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stdout.read() if process.stdout else ''}")
+            raise AssertionError(
+                f"server exited: {process.stdout.read() if process.stdout else ''}"
+            )
         try:
             return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
         except httpx.TransportError:
