@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,12 @@ class TorchDetector(YoloDetector):
         # FP16 halves memory traffic on GPUs; CPU kernels for half are slow or missing.
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         try:
-            model = torch.jit.load(str(Path(model_path)), map_location=self.device)
+            with warnings.catch_warnings():
+                # Recent torch deprecates TorchScript; JetPack's torch and YOLO exports use it.
+                warnings.filterwarnings(
+                    "ignore", "`torch.jit.load` is deprecated", DeprecationWarning
+                )
+                model = torch.jit.load(str(Path(model_path)), map_location=self.device)
         except (RuntimeError, ValueError) as exc:
             raise DetectorConfigError(
                 f"{model_path} is not a TorchScript model; export it with "
