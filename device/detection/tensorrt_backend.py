@@ -76,7 +76,8 @@ def build_engine(trt: Any, onnx_path: Path, input_size: int, trt_logger: Any) ->
         raise DetectorConfigError(f"TensorRT cannot parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-    if builder.platform_has_fast_fp16:
+    fp16 = has_fast_fp16(builder)
+    if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     profile = None
     for index in range(network.num_inputs):
@@ -90,12 +91,17 @@ def build_engine(trt: Any, onnx_path: Path, input_size: int, trt_logger: Any) ->
     logger.info(
         "building TensorRT engine from %s (fp16=%s); this takes minutes on Jetson, once",
         onnx_path,
-        builder.platform_has_fast_fp16,
+        fp16,
     )
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise DetectorConfigError(f"TensorRT could not build an engine from {onnx_path}")
     return bytes(serialized)
+
+
+def has_fast_fp16(builder: Any) -> bool:
+    """Whether to build in FP16: the builder says so (deprecated from 10.x, assumed yes after)."""
+    return bool(getattr(builder, "platform_has_fast_fp16", True))
 
 
 def fixed_input_shape(shape: tuple[int, ...], input_size: int) -> tuple[int, ...]:
