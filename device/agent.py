@@ -159,22 +159,28 @@ class Agent:
     ) -> None:
         """Spool the capture (durable first), try it right away, log one line."""
         metadata = self._upload_metadata(result, trigger_id, label, trigger_type, command_id)
-        entry = await run_blocking(self.spool.put, result.jpeg, metadata, trigger_id or "event")
-        if command_id:
-            await run_blocking(self.state.mark_executed, command_id)
-        backlog = self.sender.backlogged or len(await run_blocking(self.spool.entries)) > 1
-        start = time.perf_counter()
-        if backlog:
-            outcome = "spooled behind older captures"
-            self.sender.wake()
-        else:
-            upload = await self.sender.deliver(entry)
-            outcome = upload.record_id or upload.outcome.value
-            if upload.outcome is UploadOutcome.RETRY:
-                outcome = f"spooled ({upload.detail})"
+        entry = self.spool.new_entry(trigger_id or "event")
+        self.sender.claim(entry)  # the background drain must not send it a second time
+        try:
+            await run_blocking(self.spool.write, entry, result.jpeg, metadata)
+            if command_id:
+                await run_blocking(self.state.mark_executed, command_id)
+            backlog = self.sender.backlogged or len(await run_blocking(self.spool.entries)) > 1
+            start = time.perf_counter()
+            if backlog:
+                outcome = "spooled behind older captures"
+                self.sender.release(entry)
                 self.sender.wake()
-            elif upload.outcome is UploadOutcome.REJECTED:
-                outcome = f"rejected ({upload.status_code} {upload.detail})"
+            else:
+                upload = await self.sender.deliver(entry, claimed=True)
+                outcome = upload.record_id or upload.outcome.value
+                if upload.outcome is UploadOutcome.RETRY:
+                    outcome = f"spooled ({upload.detail})"
+                    self.sender.wake()
+                elif upload.outcome is UploadOutcome.REJECTED:
+                    outcome = f"rejected ({upload.status_code} {upload.detail})"
+        finally:
+            self.sender.release(entry)
         timings = dict(result.timings_ms, upload=round((time.perf_counter() - start) * 1000, 1))
         logger.info(
             "capture trigger=%s label=%s %dx%d detections=%d grab=%.0fms detect=%.0fms "

@@ -15,6 +15,7 @@ Refused captures (a final 4xx) move to ``<spool>/rejected/`` with the reason, ne
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import re
 import shutil
@@ -64,20 +65,23 @@ class Spool:
         self._lock = threading.Lock()
         self._remove_debris()
 
-    def put(
-        self, image: bytes, metadata: dict[str, Any], tag: str, suffix: str = ".jpg"
-    ) -> SpoolEntry:
-        """Store one capture durably and return its entry (dropping the oldest if full)."""
-        name = (
-            f"{time.time_ns():020d}-{next(self._counter) % 10000:04d}-{_UNSAFE.sub('_', tag)[:80]}"
-        )
-        entry = SpoolEntry(
-            name, self.directory / f"{name}{suffix}", self.directory / f"{name}.json"
-        )
+    def new_entry(self, tag: str, suffix: str = ".jpg") -> SpoolEntry:
+        """Name a new entry (sorting after every existing one); nothing is written yet."""
+        stamp = f"{time.time_ns():020d}-{next(self._counter) % 10000:04d}"
+        name = f"{stamp}-{_UNSAFE.sub('_', tag)[:80]}"
+        return SpoolEntry(name, self.directory / f"{name}{suffix}", self.directory / f"{name}.json")
+
+    def write(self, entry: SpoolEntry, image: bytes, metadata: dict[str, Any]) -> None:
+        """Store one capture durably (dropping the oldest entries if the spool is full)."""
+        document = json.dumps({"image": entry.image_path.name, **metadata}).encode()
         with self._lock:
-            self._make_room(len(image) + 1024)
+            self._make_room(len(image) + len(document))
             write_atomic(entry.image_path, image)
-            write_json_atomic(entry.meta_path, {"image": entry.image_path.name, **metadata})
+            write_atomic(entry.meta_path, document)
+
+    def put(self, image: bytes, metadata: dict[str, Any], tag: str) -> SpoolEntry:
+        entry = self.new_entry(tag)
+        self.write(entry, image, metadata)
         return entry
 
     def entries(self) -> list[SpoolEntry]:

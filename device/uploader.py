@@ -146,30 +146,40 @@ class SpoolSender:
         self._stopping = True
         self._wake.set()
 
-    async def deliver(self, entry: SpoolEntry) -> UploadResult:
-        """Upload one entry; remove it when delivered, move it aside when refused for good."""
-        loaded = await run_blocking(self.spool.load, entry)
-        if loaded is None:
-            await run_blocking(self.spool.remove, entry)
-            return UploadResult(UploadOutcome.REJECTED, "spool entry damaged")
-        image, metadata = loaded
+    def claim(self, entry: SpoolEntry) -> None:
+        """Keep the background drain away from an entry the capture path sends itself."""
         self._in_flight.add(entry.name)
+
+    def release(self, entry: SpoolEntry) -> None:
+        self._in_flight.discard(entry.name)
+
+    async def deliver(self, entry: SpoolEntry, claimed: bool = False) -> UploadResult:
+        """Upload one entry; remove it when delivered, move it aside when refused for good."""
+        if not claimed:
+            if entry.name in self._in_flight:
+                return UploadResult(UploadOutcome.RETRY, "already being sent")
+            self.claim(entry)  # no await since the check: the claim is atomic on the loop
         try:
-            result = await self._client.upload(image, metadata)
+            loaded = await run_blocking(self.spool.load, entry)
+            if loaded is None:
+                await run_blocking(self.spool.remove, entry)
+                return UploadResult(UploadOutcome.REJECTED, "spool entry damaged")
+            result = await self._client.upload(*loaded)
+            if result.outcome is UploadOutcome.DELIVERED:
+                await run_blocking(self.spool.remove, entry)
+            elif result.outcome is UploadOutcome.REJECTED:
+                logger.error(
+                    "capture %s refused (%s %s); moved to %s/rejected",
+                    entry.name,
+                    result.status_code,
+                    result.detail,
+                    self.spool.directory,
+                )
+                reason = f"{result.status_code} {result.detail}"
+                await run_blocking(self.spool.reject, entry, reason)
+            return result
         finally:
-            self._in_flight.discard(entry.name)
-        if result.outcome is UploadOutcome.DELIVERED:
-            await run_blocking(self.spool.remove, entry)
-        elif result.outcome is UploadOutcome.REJECTED:
-            logger.error(
-                "capture %s refused (%s %s); moved to %s/rejected",
-                entry.name,
-                result.status_code,
-                result.detail,
-                self.spool.directory,
-            )
-            await run_blocking(self.spool.reject, entry, f"{result.status_code} {result.detail}")
-        return result
+            self.release(entry)
 
     async def run(self) -> None:
         """Drain the spool until ``stop()``; wait for ``wake()`` or the backoff delay."""
