@@ -34,7 +34,11 @@ class Detection:
 
 
 class Detector(abc.ABC):
-    """A backend that turns one BGR frame into detections."""
+    """A backend that turns one BGR frame into detections.
+
+    Instances hold model state and buffers that are not safe to share: call `detect` from one
+    thread (the agent's capture worker), and `close` once when done.
+    """
 
     name: str = ""
 

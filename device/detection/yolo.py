@@ -175,6 +175,8 @@ class YoloPipeline:
         class_ids = self.class_ids
         if class_ids is not None:
             class_ids = class_ids[class_ids < output.shape[-2] - 4]
+            if class_ids.size == 0:
+                return []  # the model cannot output any of the wanted classes
         boxes, scores, labels = decode(output, self.confidence, class_ids)
         keep = nms(boxes, scores, labels, self.iou)
         frame_boxes = box.to_frame(boxes[keep])

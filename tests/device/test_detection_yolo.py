@@ -202,6 +202,14 @@ def test_pipeline_reports_only_requested_classes() -> None:
     assert [d.label for d in yolo.postprocess(output, box)] == ["dog"]
 
 
+def test_pipeline_finds_nothing_when_wanted_classes_are_beyond_the_model() -> None:
+    yolo = pipeline(classes=["dog"])  # labels know "dog" (id 2); this model has one class
+    _, box = yolo.preprocess(np.zeros((640, 640, 3), dtype=np.uint8))
+    output = np.array([[[100.0], [100.0], [10.0], [10.0], [0.9]]], dtype=np.float32)
+
+    assert yolo.postprocess(output, box) == []
+
+
 def test_pipeline_rejects_unknown_class_names() -> None:
     with pytest.raises(DetectorConfigError, match="unicorn"):
         pipeline(classes=["person", "unicorn"])
