@@ -15,6 +15,7 @@ from cloud.api.routes import auth, devices, health
 from cloud.config import Settings
 from cloud.db import create_engine_for, create_session_factory
 from cloud.errors import install_error_handlers
+from cloud.scheduler import TriggerScheduler
 
 logger = logging.getLogger(__name__)
 COMPONENT_STOP_TIMEOUT = 10.0  # seconds
@@ -32,7 +33,12 @@ class BackgroundComponent(Protocol):
 
 def build_components(app: FastAPI) -> list[BackgroundComponent]:
     """The background components of one instance, in start order (stopped in reverse)."""
-    return []
+    components: list[BackgroundComponent] = []
+    settings: Settings = app.state.settings
+    # Last in start order: it is the first to stop, so no trigger is made during shutdown.
+    if settings.scheduler_enabled:
+        components.append(TriggerScheduler(app.state.session_factory, settings))
+    return components
 
 
 @asynccontextmanager

@@ -13,6 +13,7 @@ from cloud.config import Settings
 from cloud.device_config import DeviceConfig
 from cloud.errors import ApiError
 from cloud.models import Device, User
+from cloud.schedule import check_schedule_limits, first_slot, reschedule
 from cloud.security import DEVICE_KEY_PREFIX, hash_secret, new_secret
 
 
@@ -35,6 +36,7 @@ async def register_device(
     config: DeviceConfig,
 ) -> tuple[Device, str]:
     """A new device in the user's org and its key (returned once, stored hashed)."""
+    check_schedule_limits(config, settings.min_interval_seconds)
     key, key_hash, key_prefix = _new_key(settings)
     now = datetime.now(UTC)
     device = Device(
@@ -47,6 +49,7 @@ async def register_device(
         activated_at=now,
         key_hash=key_hash,
         key_prefix=key_prefix,
+        next_trigger_at=first_slot(config_document(config), now),
     )
     session.add(device)
     try:
@@ -72,8 +75,9 @@ def apply_config_change(device: Device, config: DeviceConfig) -> bool:
     document = config_document(config)
     if document == device.config:
         return False
-    device.config = document
+    previous, device.config = device.config, document
     device.config_version = device.config_version + 1
+    reschedule(device, previous)  # the scheduler sees the new schedule on its next tick
     return True
 
 

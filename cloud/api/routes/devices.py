@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from cloud.api.deps import CurrentUser, OrgDevice, SessionDep, SettingsDep
+from cloud.schedule import check_schedule_limits
 from cloud.schemas import DeviceCreate, DeviceList, DeviceOut, DeviceUpdate, DeviceWithKey
 from cloud.services.commands import config_envelope, notify_command
 from cloud.services.devices import (
@@ -43,8 +44,12 @@ async def get_device(device: OrgDevice) -> DeviceOut:
 
 
 @router.patch("/{device_id}", response_model=DeviceOut)
-async def update_device(body: DeviceUpdate, device: OrgDevice, session: SessionDep) -> DeviceOut:
+async def update_device(
+    body: DeviceUpdate, device: OrgDevice, session: SessionDep, settings: SettingsDep
+) -> DeviceOut:
     """Change name, status or desired config; a config change is pushed to the device."""
+    if body.config is not None:
+        check_schedule_limits(body.config, settings.min_interval_seconds)
     if body.friendly_name is not None:
         device.friendly_name = body.friendly_name
     if body.status is not None:
