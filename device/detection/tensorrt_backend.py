@@ -55,15 +55,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def engine_cache_path(onnx_path: Path, gpu_name: str, trt_version: str) -> Path:
+def engine_cache_path(
+    onnx_path: Path, gpu_name: str, trt_version: str, input_size: int = 640
+) -> Path:
     """Return where the engine built from `onnx_path` for this GPU and TensorRT is cached.
 
     Engines only load on the GPU model and TensorRT version that built them, and must be
-    rebuilt when the ONNX file changes, so all three are in the name.
+    rebuilt when the ONNX file changes, so all three are in the name; so is the input size,
+    which fixes the shape of models exported with dynamic axes.
     """
     gpu = re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-") or "gpu"
     digest = file_sha256(onnx_path)[:16]
-    return onnx_path.with_name(f"{onnx_path.stem}.{gpu}.trt{trt_version}.{digest}.engine")
+    name = f"{onnx_path.stem}.{gpu}.trt{trt_version}.{input_size}px.{digest}.engine"
+    return onnx_path.with_name(name)
 
 
 def build_engine(trt: Any, onnx_path: Path, input_size: int, trt_logger: Any) -> bytes:
@@ -105,30 +109,34 @@ def has_fast_fp16(builder: Any) -> bool:
 
 
 def fixed_input_shape(shape: tuple[int, ...], input_size: int) -> tuple[int, ...]:
-    """Replace dynamic dims of an NCHW input: batch -> 1, spatial -> `input_size`."""
-    fixed = [1 if dim < 0 else dim for dim in shape[:2]]
-    fixed += [input_size if dim < 0 else dim for dim in shape[2:]]
-    return tuple(fixed)
+    """Replace dynamic dims of an NCHW input: batch -> 1, channels -> 3, spatial -> `input_size`."""
+    defaults = (1, 3) + (input_size,) * (len(shape) - 2)
+    return tuple(default if dim < 0 else dim for dim, default in zip(shape, defaults, strict=True))
 
 
 def load_or_build_engine(trt: Any, torch: Any, model: Path, input_size: int, log: Any) -> bytes:
     """Return serialized engine bytes: a prebuilt `.engine`, the cached build, or a new build."""
     if model.suffix == ".engine":
         return model.read_bytes()
-    cached = engine_cache_path(model, torch.cuda.get_device_name(), trt.__version__)
+    cached = engine_cache_path(model, torch.cuda.get_device_name(), trt.__version__, input_size)
     if cached.exists():
         logger.info("using cached TensorRT engine %s", cached)
         return cached.read_bytes()
     data = build_engine(trt, model, input_size, log)
+    tmp: str | None = None
     try:
         # Write then rename so a crash mid-write never leaves a truncated engine to load.
-        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".partial")
+        fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=f".{cached.name}.", suffix=".part")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, cached)
         logger.info("cached TensorRT engine at %s", cached)
     except OSError as exc:
-        logger.warning("cannot cache TensorRT engine next to %s: %s", model, exc)
+        logger.warning(
+            "cannot cache TensorRT engine next to %s (rebuilt next start): %s", model, exc
+        )
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return data
 
 
