@@ -11,11 +11,15 @@ from typing import Protocol
 from fastapi import FastAPI
 
 from cloud import __version__
-from cloud.api.routes import auth, devices, health
+from cloud.api.routes import auth, captures, commands, devices, health, triggers
 from cloud.config import Settings
 from cloud.db import create_engine_for, create_session_factory
 from cloud.errors import install_error_handlers
+from cloud.hub import CommandHub
+from cloud.reaper import Reaper
+from cloud.retention import RetentionWorker
 from cloud.scheduler import TriggerScheduler
+from cloud.storage import store_for_app
 
 logger = logging.getLogger(__name__)
 COMPONENT_STOP_TIMEOUT = 10.0  # seconds
@@ -35,6 +39,17 @@ def build_components(app: FastAPI) -> list[BackgroundComponent]:
     """The background components of one instance, in start order (stopped in reverse)."""
     components: list[BackgroundComponent] = []
     settings: Settings = app.state.settings
+    # First to start, last to stop: routes and other components reach it via app.state.hub.
+    components.append(CommandHub(app))
+    components.append(Reaper(app))
+    components.append(
+        RetentionWorker(
+            app.state.session_factory,
+            store_for_app(app),
+            settings.retention_days,
+            settings.retention_interval_seconds,
+        )
+    )
     # Last in start order: it is the first to stop, so no trigger is made during shutdown.
     if settings.scheduler_enabled:
         components.append(TriggerScheduler(app.state.session_factory, settings))
@@ -78,6 +93,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.settings = settings
     app.state.database_url = database_url
     install_error_handlers(app)
-    for module in (health, auth, devices):
+    # triggers before devices: its /v1/devices/connected must win over /v1/devices/{device_id}.
+    for module in (health, auth, triggers, commands, devices, captures):
         app.include_router(module.router)
     return app

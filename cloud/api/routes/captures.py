@@ -1,0 +1,109 @@
+"""Capture upload (device key) and browsing (user token, own org only)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from cloud.api.capture_deps import LimiterDep, StoreDep
+from cloud.api.deps import Credentials, CurrentUser, SessionDep, SessionFactoryDep, SettingsDep
+from cloud.api.upload_body import read_upload
+from cloud.capture_schemas import CaptureAccepted, CaptureList, CaptureOut
+from cloud.errors import ApiError
+from cloud.images import ImageRejected, inspect_image
+from cloud.schemas import DEVICE_ID_PATTERN
+from cloud.services.capture_queries import MAX_PAGE, CaptureFilter, list_captures, org_capture
+from cloud.services.captures import ingest_capture
+from cloud.storage import SnapshotNotFound
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/captures", tags=["captures"])
+IMAGE_CACHE_CONTROL = "private, max-age=86400, immutable"  # a record's image never changes
+
+
+@router.post(
+    "",
+    response_model=CaptureAccepted,
+    status_code=201,
+    responses={200: {"model": CaptureAccepted, "description": "Same trigger uploaded before"}},
+)
+async def upload_capture(
+    request: Request,
+    credentials: Credentials,
+    settings: SettingsDep,
+    session_factory: SessionFactoryDep,
+    store: StoreDep,
+    limiter: LimiterDep,
+) -> JSONResponse:
+    """Store a snapshot with its detections; closes its trigger. Multipart or JSON body."""
+    if credentials is None:  # refuse before reading a body nobody may send
+        raise ApiError(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+    upload = await read_upload(request, settings.max_request_bytes, settings.max_image_bytes)
+    try:
+        info = inspect_image(upload.image, settings.max_image_bytes, settings.max_image_pixels)
+    except ImageRejected as exc:
+        raise ApiError(exc.status_code, exc.detail) from exc
+    result = await ingest_capture(
+        session_factory, store, limiter, settings, credentials, upload.metadata, upload.image, info
+    )
+    body = CaptureAccepted(record_id=result.record_id, evaluation_status=result.evaluation_status)
+    return JSONResponse(body.model_dump(mode="json"), status_code=201 if result.created else 200)
+
+
+@router.get("", response_model=CaptureList)
+async def browse_captures(
+    user: CurrentUser,
+    session: SessionDep,
+    device_id: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
+    since: Annotated[datetime | None, Query(description="captured_at >= since")] = None,
+    until: Annotated[datetime | None, Query(description="captured_at < until")] = None,
+    alert: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> CaptureList:
+    """The org's captures, newest first; follow `next_cursor` for older ones."""
+    for moment in (since, until):
+        if moment is not None and moment.tzinfo is None:
+            raise ApiError(422, "since/until need a time zone (e.g. 2026-01-01T00:00:00Z)")
+    where = CaptureFilter(device_id=device_id, since=since, until=until, alert=alert)
+    page, next_cursor = await list_captures(session, user, where, limit, cursor)
+    return CaptureList(
+        captures=[CaptureOut.model_validate(c) for c in page], next_cursor=next_cursor
+    )
+
+
+@router.get("/{record_id}", response_model=CaptureOut)
+async def get_capture(record_id: str, user: CurrentUser, session: SessionDep) -> CaptureOut:
+    """One capture of the org, with its detections and evaluation."""
+    return CaptureOut.model_validate(await org_capture(session, user, record_id))
+
+
+@router.get("/{record_id}/image", response_class=Response)
+async def get_capture_image(
+    record_id: str, request: Request, user: CurrentUser, session: SessionDep, store: StoreDep
+) -> Response:
+    """The snapshot bytes; ETag is the sha256, so `If-None-Match` answers 304."""
+    capture = await org_capture(session, user, record_id)
+    await session.close()  # the file read needs no connection
+    etag = f'"{capture.sha256}"'
+    headers = {"ETag": etag, "Cache-Control": IMAGE_CACHE_CONTROL}
+    if _etags(request.headers.get("if-none-match")) & {etag, "*"}:
+        return Response(status_code=304, headers=headers)
+    try:
+        data = await asyncio.to_thread(store.get, capture.snapshot_key)
+    except SnapshotNotFound as exc:
+        logger.warning("capture %s has no snapshot at %s", record_id, capture.snapshot_key)
+        raise ApiError(404, "snapshot not found") from exc
+    return Response(data, media_type=capture.content_type, headers=headers)
+
+
+def _etags(header: str | None) -> set[str]:
+    """The entity tags an If-None-Match header lists (weak ones compared by value)."""
+    if not header:
+        return set()
+    return {tag.strip().removeprefix("W/") for tag in header.split(",")}

@@ -1,0 +1,120 @@
+"""Reading an upload's body: size-limited while streaming, multipart or the seed's JSON."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from fastapi import Request
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from cloud.capture_schemas import CaptureJsonBody, CaptureMetadata
+from cloud.errors import ApiError
+
+MULTIPART = "multipart/form-data"
+JSON = "application/json"
+IMAGE_PART = "image"
+METADATA_PART = "metadata"
+
+
+@dataclass(frozen=True)
+class UploadBody:
+    metadata: CaptureMetadata
+    image: bytes
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"request body exceeds {limit} bytes")
+
+
+def check_declared_length(request: Request, limit: int) -> None:
+    """Refuse at once a body whose Content-Length already says it is too large."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    try:
+        length = int(declared)
+    except ValueError as exc:
+        raise ApiError(400, "invalid Content-Length") from exc
+    if length > limit:
+        raise _too_large(limit)
+
+
+async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body's chunks, stopping with 413 as soon as more than `limit` bytes arrived."""
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(limit)
+        if chunk:
+            yield chunk
+
+
+def _validation_detail(prefix: str, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    return f"{prefix}: {where}: {first.get('msg', 'invalid')}"
+
+
+def _parse_metadata(text: str | bytes) -> CaptureMetadata:
+    try:
+        return CaptureMetadata.model_validate_json(text)
+    except ValidationError as exc:
+        raise ApiError(422, _validation_detail("invalid metadata", exc)) from exc
+
+
+async def _read_multipart(request: Request, limit: int) -> UploadBody:
+    parser = MultiPartParser(
+        request.headers,
+        limited_stream(request, limit),
+        max_files=1,
+        max_fields=4,
+        max_part_size=limit,
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(422, f"invalid multipart body: {exc.message}") from exc
+    try:
+        image_part = form.get(IMAGE_PART)
+        metadata_part = form.get(METADATA_PART)
+        if not isinstance(image_part, UploadFile):
+            raise ApiError(422, "missing image part (a file named 'image')")
+        if not isinstance(metadata_part, str):
+            raise ApiError(422, "missing metadata part (a JSON text field named 'metadata')")
+        image = await image_part.read()
+    finally:
+        await form.close()
+    return UploadBody(_parse_metadata(metadata_part), image)
+
+
+async def _read_json(request: Request, limit: int, max_image_bytes: int) -> UploadBody:
+    body = b"".join([chunk async for chunk in limited_stream(request, limit)])
+    try:
+        document = CaptureJsonBody.model_validate_json(body)
+    except ValidationError as exc:
+        raise ApiError(422, _validation_detail("invalid body", exc)) from exc
+    encoded = document.image_base64
+    if len(encoded) // 4 * 3 > max_image_bytes + 3:
+        raise ApiError(413, f"image exceeds {max_image_bytes} bytes")
+    try:
+        image = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(422, "image_base64 is not valid base64") from exc
+    return UploadBody(document, image)
+
+
+async def read_upload(request: Request, limit: int, max_image_bytes: int) -> UploadBody:
+    """The upload's metadata and image bytes; 413, 415 or 422 when the body is refused."""
+    check_declared_length(request, limit)
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == MULTIPART:
+        return await _read_multipart(request, limit)
+    if media_type == JSON:
+        return await _read_json(request, limit, max_image_bytes)
+    raise ApiError(415, f"body must be {MULTIPART} or {JSON}")

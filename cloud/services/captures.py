@@ -1,0 +1,170 @@
+"""Capture ingest: one transaction stores the capture and closes its trigger (DESIGN §3, §4)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cloud.api.deps import authenticate_device
+from cloud.capture_schemas import CaptureMetadata
+from cloud.config import Settings
+from cloud.errors import ApiError
+from cloud.evaluation import EvaluationError, evaluate
+from cloud.images import ImageInfo
+from cloud.models import (
+    OPEN_TRIGGER_STATUSES,
+    Capture,
+    Device,
+    EvaluationStatus,
+    Trigger,
+    TriggerStatus,
+    TriggerType,
+)
+from cloud.ratelimit import RateLimiter, retry_after_header
+from cloud.security import new_record_id
+from cloud.storage import SnapshotStore, snapshot_key
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    record_id: str
+    evaluation_status: EvaluationStatus
+    created: bool
+
+
+def evaluation_of(
+    device: Device, metadata: CaptureMetadata, info: ImageInfo, now: datetime
+) -> tuple[EvaluationStatus, dict[str, Any]]:
+    """Evaluate on upload (cheap, in memory): completed with a result, or failed with an error."""
+    detections = [d.model_dump() for d in metadata.detections]
+    try:
+        return EvaluationStatus.COMPLETED, evaluate(
+            device.config, detections, info.width, info.height, now
+        )
+    except EvaluationError as exc:
+        logger.warning("evaluation failed for device %s: %s", device.device_id, exc)
+        return EvaluationStatus.FAILED, {"error": str(exc), "evaluated_at": now.isoformat()}
+
+
+def _store_snapshot(store: SnapshotStore, key: str, image: bytes, content_type: str) -> str:
+    """Hash and write the snapshot (blocking: run in a thread); returns the sha256 hex digest."""
+    digest = hashlib.sha256(image).hexdigest()
+    store.put(key, image, content_type)
+    return digest
+
+
+async def _discard_snapshot(store: SnapshotStore, key: str) -> None:
+    try:
+        await asyncio.to_thread(store.delete, key)
+    except Exception:  # noqa: BLE001 - an orphaned file is logged, never a client error
+        logger.exception("could not delete orphaned snapshot %s", key)
+
+
+async def _lock_trigger(
+    session: AsyncSession, device_id: str, trigger_id: str
+) -> tuple[Trigger, Capture | None]:
+    """The device's trigger, locked against a concurrent upload or the reaper, and its capture."""
+    trigger = await session.scalar(
+        sa.select(Trigger).where(Trigger.trigger_id == trigger_id).with_for_update()
+    )
+    if trigger is None or trigger.device_id != device_id:
+        raise ApiError(404, "trigger not found")
+    if trigger.capture_id is not None:
+        return trigger, await session.get(Capture, trigger.capture_id)
+    if trigger.status not in OPEN_TRIGGER_STATUSES:
+        raise ApiError(409, f"trigger is {trigger.status.value}; it takes no capture")
+    return trigger, None
+
+
+def _insert_statement(values: dict[str, Any], trigger: Trigger | None, now: datetime) -> Any:
+    """INSERT the capture; with a trigger, the same statement moves it to executed."""
+    insert = sa.insert(Capture).values(values)
+    if trigger is None:
+        return insert
+    new_capture = insert.returning(Capture.record_id).cte("new_capture")
+    return (
+        sa.update(Trigger)
+        .where(Trigger.trigger_id == trigger.trigger_id)
+        .values(
+            status=TriggerStatus.EXECUTED,
+            executed_at=now,
+            finished_at=now,
+            capture_id=sa.select(new_capture.c.record_id).scalar_subquery(),
+        )
+        .add_cte(new_capture)
+    )
+
+
+async def ingest_capture(
+    session_factory: async_sessionmaker[AsyncSession],
+    store: SnapshotStore,
+    limiter: RateLimiter,
+    settings: Settings,
+    credentials: HTTPAuthorizationCredentials | None,
+    metadata: CaptureMetadata,
+    image: bytes,
+    info: ImageInfo,
+) -> IngestResult:
+    """Store a capture once; the same trigger_id again returns the first record unchanged."""
+    written_key: str | None = None
+    try:
+        async with session_factory() as session, session.begin():
+            device = await authenticate_device(metadata.device_id, credentials, session, settings)
+            wait = limiter.acquire(device.device_id)
+            if wait is not None:
+                raise ApiError(429, "too many uploads from this device", retry_after_header(wait))
+            trigger = None
+            if metadata.trigger_id is not None:
+                trigger, existing = await _lock_trigger(
+                    session, device.device_id, metadata.trigger_id
+                )
+                if existing is not None:
+                    return IngestResult(existing.record_id, existing.evaluation_status, False)
+            now = datetime.now(UTC)
+            record_id = new_record_id()
+            key = snapshot_key(device.device_id, record_id, now, info.format.extension)
+            evaluation_status, evaluation_result = evaluation_of(device, metadata, info, now)
+            digest = await asyncio.to_thread(_store_snapshot, store, key, image, info.content_type)
+            written_key = key
+            values = {
+                "record_id": record_id,
+                "device_id": device.device_id,
+                "captured_at": metadata.captured_at,
+                "received_at": now,
+                "trigger_id": metadata.trigger_id,
+                "trigger_type": trigger.trigger_type if trigger else TriggerType.EVENT,
+                "trigger_label": metadata.trigger_label
+                or (trigger.trigger_label if trigger else None),
+                "evaluation_status": evaluation_status,
+                "evaluation_result": evaluation_result,
+                "capture_metadata": metadata.metadata,
+                "detections": [d.model_dump() for d in metadata.detections],
+                "snapshot_key": key,
+                "content_type": info.content_type,
+                "size_bytes": len(image),
+                "width": info.width,
+                "height": info.height,
+                "sha256": digest,
+            }
+            await session.execute(_insert_statement(values, trigger, now))
+    except BaseException:
+        if written_key is not None:
+            await _discard_snapshot(store, written_key)
+        raise
+    logger.debug(
+        "capture %s stored for device %s trigger %s",
+        record_id,
+        metadata.device_id,
+        metadata.trigger_id,
+    )
+    return IngestResult(record_id, evaluation_status, True)
