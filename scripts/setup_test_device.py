@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 from cloud.config import Settings  # noqa: E402
 from cloud.device_config import DeviceConfig  # noqa: E402
 from cloud.models import Device, DeviceStatus, Org, User, UserRole, UserToken  # noqa: E402
+from cloud.schedule import first_slot  # noqa: E402
 from cloud.schemas import DEVICE_ID_PATTERN  # noqa: E402
 from cloud.security import (  # noqa: E402
     DEVICE_KEY_PREFIX,
@@ -147,6 +148,7 @@ def _ensure_device(
             config_version=1,
             activated_by_user_id=user.user_id,
             activated_at=now,
+            next_trigger_at=first_slot(config_document(config), now),
         )
         session.add(device)
         created.append("device")
@@ -156,7 +158,9 @@ def _ensure_device(
     else:
         device.key_rotated_at = now
         device.status = DeviceStatus.ACTIVE
-        config_changed = apply_config_change(device, config)
+        config_changed = apply_config_change(device, config)  # reschedules if it changed
+        if device.next_trigger_at is None:
+            device.next_trigger_at = first_slot(device.config, now)
     device.key_hash = hash_secret(key, settings.secret_key)
     device.key_prefix = key[:12]
     session.flush()
@@ -189,6 +193,8 @@ def setup_test_device(
     session: Session, settings: Settings, device_id: str, interval: int, password: str
 ) -> tuple[uuid.UUID, str, str, list[str]]:
     """Create or refresh org, user and device; return (org_id, device_key, user_token, created)."""
+    if 0 < interval < settings.min_interval_seconds:
+        raise ScriptError(f"--interval must be at least {settings.min_interval_seconds} s")
     created: list[str] = []
     config = _desired_config(interval)
     org = _ensure_org(session, created)

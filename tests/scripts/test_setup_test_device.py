@@ -42,6 +42,7 @@ def test_first_run_creates_org_user_and_device_with_a_ten_second_schedule(
         == device.config["trigger"]
     )
     assert device.status is DeviceStatus.ACTIVE
+    assert device.next_trigger_at is not None, "the scheduler owes it a slot"
     assert secrets_match(device.key_hash, out["device_key"], TEST_SECRET_KEY)
     with db() as session:
         user = session.scalar(sa.select(User).where(User.email == TEST_USER_EMAIL))
