@@ -24,7 +24,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from device.detection import Detector, DetectorSettings, DetectorUnavailableError
+from device.detection import (
+    Detector,
+    DetectorConfigError,
+    DetectorSettings,
+    DetectorUnavailableError,
+)
 from device.detection.labels import COCO_LABELS
 from device.detection.opencv_backend import OpenCVPeopleDetector
 from device.detection.yolo import YoloDetector, YoloPipeline
@@ -249,7 +254,7 @@ def main() -> None:
         for label, factory in candidates:
             try:
                 detector = factory()
-            except DetectorUnavailableError as exc:
+            except (DetectorUnavailableError, DetectorConfigError) as exc:
                 print(f"{label}: unavailable ({exc})")
                 continue
             with detector:
