@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 STOP_GRACE = 5.0  # seconds a capture in flight may take to finish after SIGTERM
 EXIT_OK = 0
+EXIT_CRASHED = 1  # a bug; systemd restarts the agent
 EXIT_REJECTED = 3  # the cloud refused this device (wrong key, unknown or suspended device)
 
 
@@ -99,7 +100,8 @@ class Agent:
                     )
                     code = EXIT_REJECTED
                 elif exc is not None:
-                    raise exc
+                    logger.error("command stream crashed", exc_info=exc)
+                    code = EXIT_CRASHED
         finally:
             self._stop.set()
             stream.cancel()
@@ -229,12 +231,13 @@ class Agent:
         if not isinstance(version, int) or not isinstance(config, dict):
             logger.warning("ignoring malformed config command %s", command.command_id)
             return
-        if version > self.state.config_version:
+        # Equal: a redelivery because our ack was lost; only acknowledge again. Lower: the
+        # cloud's record was reset; the cloud is the source of truth, so apply it too.
+        if version != self.state.config_version:
             await self.apply_config(config)
             await run_blocking(self.state.set_config, version, config)
         else:
-            config = self.state.config  # a redelivery: the ack was lost, send it again
-            version = self.state.config_version
+            config = self.state.config
         report = reported_config(config, self.pipeline.camera.settings, self._detector_settings)
         acked = await self.client.ack_config(version, report)
         logger.info(

@@ -162,8 +162,9 @@ class SpoolSender:
         try:
             loaded = await run_blocking(self.spool.load, entry)
             if loaded is None:
+                # Already delivered and removed by the capture path, or damaged on disk.
                 await run_blocking(self.spool.remove, entry)
-                return UploadResult(UploadOutcome.REJECTED, "spool entry damaged")
+                return UploadResult(UploadOutcome.REJECTED, "spool entry gone or damaged")
             result = await self._client.upload(*loaded)
             if result.outcome is UploadOutcome.DELIVERED:
                 await run_blocking(self.spool.remove, entry)

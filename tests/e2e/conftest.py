@@ -1,0 +1,235 @@
+"""E2E helpers for the device agent: the agent as a real subprocess, and a TCP proxy that
+cuts the network in front of the real server (uploads only, or everything)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class FaultyProxy:
+    """Forwards TCP to the server; can refuse uploads or drop every open connection.
+
+    A fault at the network level, not a mock: the agent sees a real connection reset, as on
+    a cellular link that dies mid-upload. ``target_port`` may be switched to a restarted
+    server while the agent keeps the same URL.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.fail_uploads = False
+        self.refused_uploads = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def drop_connections(self) -> None:
+        """Reset every open connection (the stream included), like a network cut."""
+        with self._lock:
+            sockets, self._sockets = list(self._sockets), set()
+        for sock in sockets:
+            _reset(sock)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        self.drop_connections()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            first = client.recv(65536)
+        except OSError:
+            client.close()
+            return
+        if self.fail_uploads and first.startswith(b"POST /v1/captures"):
+            self.refused_uploads += 1
+            _reset(client)
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            upstream.settimeout(None)
+            upstream.sendall(first)
+        except OSError:
+            _reset(client)
+            return
+        with self._lock:
+            self._sockets.update((client, upstream))
+        threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
+        _pump(client, upstream)
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _reset(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        # Linger 0: close sends RST, the client sees "connection reset", not a clean EOF.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+class AgentProcess:
+    """``python -m device.main_v2`` with its own state dir; output goes to a log file."""
+
+    def __init__(self, api_url: str, device_id: str, key: str, image: Path, workdir: Path) -> None:
+        self.api_url = api_url
+        self.device_id = device_id
+        self.key = key
+        self.image = image
+        self.workdir = workdir
+        self.state_dir = workdir / "state"
+        self.spool_dir = self.state_dir / "spool"
+        self.log_path = workdir / "agent.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> AgentProcess:
+        args = [
+            "--api-url",
+            self.api_url,
+            "--device-id",
+            self.device_id,
+            "--camera-source",
+            str(self.image),
+            "--state-dir",
+            str(self.state_dir),
+            "--detector",
+            "opencv",
+            "--reconnect-delay",
+            "0.5",
+            "--upload-timeout",
+            "5",
+            *extra,
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VISANT_")}
+        env["VISANT_API_KEY"] = self.key
+        env["PYTHONPATH"] = str(REPO)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "device.main_v2", *args],
+            cwd=self.workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, text: str, timeout: float = 20.0, count: int = 1) -> None:
+        wait_until(lambda: self.output.count(text) >= count, timeout, lambda: self.output)
+
+    def spooled(self) -> int:
+        return len(list(self.spool_dir.glob("*.json"))) if self.spool_dir.exists() else 0
+
+    def signal(self, signum: int, timeout: float = 15.0) -> tuple[int, float]:
+        """Send ``signum``; return (exit code, seconds until exit)."""
+        assert self.process is not None
+        began = time.monotonic()
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout)
+        return code, time.monotonic() - began
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 20.0,
+    describe: Callable[[], str] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            detail = describe() if describe else ""
+            raise AssertionError(f"condition not met within {timeout}s\n{detail[-4000:]}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def scene_jpeg(tmp_path: Path) -> Path:
+    frame = np.zeros((240, 320, 3), np.uint8)
+    cv2.rectangle(frame, (40, 40), (200, 180), (0, 200, 255), -1)
+    path = tmp_path / "scene.jpg"
+    assert cv2.imwrite(str(path), frame)
+    return path
+
+
+@pytest.fixture
+def agents(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+    """``agents(api_url, device, image)`` -> an AgentProcess; all killed at teardown."""
+    made: list[AgentProcess] = []
+
+    def make(
+        api_url: str, device_id: str, key: str, image: Path, name: str = "agent"
+    ) -> AgentProcess:
+        workdir = tmp_path / name
+        workdir.mkdir(exist_ok=True)
+        agent = AgentProcess(api_url, device_id, key, image, workdir)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        if agent.process is not None and agent.process.poll() is None:
+            with contextlib.suppress(Exception):
+                agent.signal(signal.SIGTERM, 10)
+        agent.kill()
+
+
+@pytest.fixture
+def proxy_factory() -> Iterator[Callable[[int], FaultyProxy]]:
+    proxies: list[FaultyProxy] = []
+
+    def make(port: int) -> FaultyProxy:
+        proxy = FaultyProxy(port)
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
