@@ -11,7 +11,6 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):  # run as `python scripts/x.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from cloud.config import Settings  # noqa: E402
 from cloud.models import Capture, Device, Org, Trigger  # noqa: E402
+from cloud.storage import SnapshotStore, build_store  # noqa: E402
 from scripts.common import (  # noqa: E402
     DATABASE_HELP,
     EXIT_FAILED,
@@ -93,38 +93,22 @@ def delete_rows(session: Session, plan: Plan) -> None:
     session.commit()
 
 
-class _FallbackStore:
-    """Files under the snapshots dir (trees without `cloud.storage`); refuses escaping keys."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-
-    def delete(self, key: str) -> None:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root) or path == self.root:
-            raise ValueError(f"key escapes the store: {key!r}")
-        path.unlink(missing_ok=True)
-
-
-def open_store(settings: Settings) -> Any:
-    """The snapshot store the server writes to (before any row is deleted: fail early)."""
-    try:
-        from cloud.storage import build_store
-    except ImportError:
-        return _FallbackStore(settings.snapshots_dir)
+def open_store(settings: Settings) -> SnapshotStore:
+    """The snapshot store the server writes to (opened before any row is deleted: fail early)."""
     try:
         return build_store(settings)
     except RuntimeError as exc:
         raise ScriptError(f"snapshot store unusable: {exc}") from exc
 
 
-def delete_snapshots(store: Any, keys: list[str]) -> int:
+def delete_snapshots(store: SnapshotStore, keys: list[str]) -> int:
     """Delete the snapshots behind `keys`; the count of keys handled (malformed ones skipped)."""
     removed = 0
     for key in keys:
         try:
             store.delete(key)
         except ValueError:
+            # The store refuses keys it could not have written (e.g. ones escaping its root).
             logger.warning("skipping malformed snapshot key %r", key)
             continue
         removed += 1
