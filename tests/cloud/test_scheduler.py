@@ -115,3 +115,171 @@ async def test_connected_device_gets_one_trigger_per_slot_expiring_by_next_slot(
     assert device.next_trigger_at == T0 + timedelta(seconds=5)
     assert device.skipped_slots == 0
     assert device.last_slot_at == T0 + timedelta(seconds=4)
+
+
+async def test_two_schedulers_over_many_ticks_settle_every_slot_exactly_once(
+    make_scheduler: SchedulerMaker, factory: Factory, db: sessionmaker[Session]
+) -> None:
+    online = [_scheduled_device(factory, EVERY_SECOND, T0) for _ in range(12)]
+    offline = [_scheduled_device(factory, EVERY_SECOND, T0) for _ in range(8)]
+    _connect(db, *online)
+    first, second = make_scheduler(scheduler_batch_size=3), make_scheduler(scheduler_batch_size=3)
+    ticks = 30
+    for step in range(ticks):
+        now = T0 + timedelta(seconds=step, milliseconds=500)
+        await asyncio.gather(first.tick(now=now), second.tick(now=now))
+    with db() as session:
+        rows = session.execute(
+            sa.select(Trigger.device_id, Trigger.scheduled_at).where(
+                Trigger.trigger_type == TriggerType.SCHEDULED
+            )
+        ).all()
+        devices = {d.device_id: d for d in session.scalars(sa.select(Device))}
+    assert len(rows) == len(set(rows)), "a slot got two triggers"
+    per_device = {device_id: 0 for device_id in devices}
+    for device_id, _ in rows:
+        per_device[device_id] += 1
+    for device_id, device in devices.items():
+        assert device.next_trigger_at == T0 + timedelta(seconds=ticks)
+        assert per_device[device_id] + device.skipped_slots == ticks, device_id
+    assert all(per_device[d] == ticks for d in online)
+    assert all(per_device[d] == 0 and devices[d].skipped_slots == ticks for d in offline)
+
+
+async def test_offline_device_gets_no_trigger_and_resumes_on_reconnect(
+    make_scheduler: SchedulerMaker, factory: Factory, db: sessionmaker[Session]
+) -> None:
+    device_id = _scheduled_device(factory, EVERY_SECOND, T0)
+    scheduler = make_scheduler()
+    for step in range(3):
+        result = await scheduler.tick(now=T0 + timedelta(seconds=step, milliseconds=100))
+        assert (result.triggered, result.skipped) == (0, 1)
+    assert _triggers(db, device_id) == []
+    device = _device(db, device_id)
+    assert (device.next_trigger_at, device.skipped_slots) == (T0 + timedelta(seconds=3), 3)
+    _connect(db, device_id)
+    result = await scheduler.tick(now=T0 + timedelta(seconds=3, milliseconds=100))
+    assert (result.triggered, result.skipped) == (1, 0)
+    assert [t.scheduled_at for t in _triggers(db, device_id)] == [T0 + timedelta(seconds=3)]
+    _disconnect(db, device_id)
+    result = await scheduler.tick(now=T0 + timedelta(seconds=4, milliseconds=100))
+    assert (result.triggered, result.skipped) == (0, 1)
+    assert _device(db, device_id).skipped_slots == 4
+
+
+async def test_slow_device_with_open_scheduled_trigger_is_skipped_not_piled(
+    make_scheduler: SchedulerMaker, factory: Factory, db: sessionmaker[Session]
+) -> None:
+    device_id = _scheduled_device(factory, EVERY_SECOND, T0)
+    _connect(db, device_id)
+    with db() as session:  # e.g. left open from before a schedule change, alive for a minute
+        session.add(
+            Trigger(
+                trigger_id=f"trg_{uuid.uuid4().hex}",
+                device_id=device_id,
+                trigger_type=TriggerType.SCHEDULED,
+                status=TriggerStatus.SENT,
+                scheduled_at=T0 - timedelta(seconds=30),
+                expires_at=T0 + timedelta(seconds=60),
+            )
+        )
+        session.commit()
+    scheduler = make_scheduler()
+    for step in range(5):
+        result = await scheduler.tick(now=T0 + timedelta(seconds=step, milliseconds=100))
+        assert (result.triggered, result.skipped) == (0, 1)
+    assert len(_triggers(db, device_id)) == 1
+    assert _device(db, device_id).skipped_slots == 5
+
+
+async def test_missed_slots_after_downtime_are_counted_not_burst(
+    make_scheduler: SchedulerMaker, factory: Factory, db: sessionmaker[Session]
+) -> None:
+    device_id = _scheduled_device(
+        factory, {"trigger": {"enabled": True, "interval_seconds": 10}}, T0
+    )
+    _connect(db, device_id)
+    result = await make_scheduler().tick(now=T0 + timedelta(hours=1, seconds=5))
+    assert (result.triggered, result.skipped) == (1, 360)
+    (trigger,) = _triggers(db, device_id)
+    assert trigger.scheduled_at == T0 + timedelta(hours=1)  # the latest due slot
+    assert trigger.expires_at == T0 + timedelta(hours=1, seconds=10)  # its next slot
+    device = _device(db, device_id)
+    assert device.next_trigger_at == T0 + timedelta(hours=1, seconds=10)
+
+
+async def test_suspended_device_skips_its_slots(
+    make_scheduler: SchedulerMaker, factory: Factory, db: sessionmaker[Session]
+) -> None:
+    from cloud.models import DeviceStatus
+
+    device = factory.device(config=EVERY_SECOND, next_trigger_at=T0, status=DeviceStatus.SUSPENDED)
+    _connect(db, device.device_id)
+    result = await make_scheduler().tick(now=T0 + timedelta(milliseconds=100))
+    assert (result.triggered, result.skipped) == (0, 1)
+
+
+async def test_cron_schedule_creates_cron_labelled_triggers_with_ttl_setting(
+    make_scheduler: SchedulerMaker, factory: Factory, db: sessionmaker[Session]
+) -> None:
+    config = {"trigger": {"enabled": True, "cron": "*/5 * * * *", "timezone": "Europe/Berlin"}}
+    device_id = _scheduled_device(factory, config, T0)
+    _connect(db, device_id)
+    await make_scheduler(scheduled_trigger_ttl_seconds=60).tick(now=T0 + timedelta(seconds=1))
+    (trigger,) = _triggers(db, device_id)
+    assert trigger.trigger_label == "scheduled_cron"
+    assert trigger.expires_at == T0 + timedelta(seconds=61)  # the TTL setting, before next slot
+    assert _device(db, device_id).next_trigger_at == T0 + timedelta(minutes=5)
+
+
+async def test_unscheduled_config_clears_next_trigger_at(
+    make_scheduler: SchedulerMaker, factory: Factory, db: sessionmaker[Session]
+) -> None:
+    device_id = _scheduled_device(factory, {"trigger": {"enabled": False}}, T0)
+    result = await make_scheduler().tick(now=T0 + timedelta(seconds=1))
+    assert (result.claimed, result.triggered, result.skipped) == (1, 0, 0)
+    assert _device(db, device_id).next_trigger_at is None
+
+
+async def test_running_schedulers_survive_a_failing_tick_and_stop_in_time(
+    make_scheduler: SchedulerMaker,
+    factory: Factory,
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cloud.scheduler as scheduler_module
+
+    real_run_batch = scheduler_module.run_batch
+    failures = {"left": 1}
+
+    async def flaky_run_batch(*args: Any, **kwargs: Any) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("database went away")
+        return await real_run_batch(*args, **kwargs)
+
+    monkeypatch.setattr(scheduler_module, "run_batch", flaky_run_batch)
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    online = _scheduled_device(factory, EVERY_SECOND, start)
+    offline = _scheduled_device(factory, EVERY_SECOND, start)
+    _connect(db, online)
+    schedulers = [make_scheduler(scheduler_tick_seconds=0.05) for _ in range(2)]
+    for scheduler in schedulers:
+        await scheduler.start()
+        await scheduler.start()  # idempotent
+    await asyncio.sleep(3.3)
+    for scheduler in schedulers:
+        began = time.monotonic()
+        await scheduler.stop()
+        await scheduler.stop()  # idempotent
+        assert time.monotonic() - began < 1.0
+    assert all(s.ticks > 10 for s in schedulers)
+    for device_id in (online, offline):
+        device = _device(db, device_id)
+        slots = int((device.next_trigger_at - start).total_seconds())
+        assert slots >= 3
+        triggers = _triggers(db, device_id)
+        assert len({t.scheduled_at for t in triggers}) == len(triggers)
+        assert len(triggers) + device.skipped_slots == slots
+    assert len(_triggers(db, online)) >= 3
+    assert _triggers(db, offline) == []
