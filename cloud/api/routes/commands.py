@@ -1,0 +1,115 @@
+"""Device-side command routes: the SSE stream, its long-poll fallback, failures, config acks."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
+
+from cloud.api.commands_stream import open_device_stream
+from cloud.api.deps import Credentials, CurrentDevice, SessionDep
+from cloud.api.stream_response import CommandStreamResponse
+from cloud.command_schemas import (
+    CommandList,
+    ConfigAck,
+    ConfigAckResponse,
+    FailureReport,
+    FailureResponse,
+)
+from cloud.errors import ApiError
+from cloud.hub import CommandHub, LocalStream
+from cloud.models import TriggerStatus
+from cloud.services.delivery import record_config_ack
+from cloud.services.trigger_ops import device_trigger, finish_open_trigger
+from cloud.sse import Command, StreamClosed
+
+router = APIRouter(prefix="/v1/devices/{device_id}", tags=["device commands"])
+
+COMMAND_ID = re.compile(r"^(trg_[0-9a-f]{32}|cfg_[0-9]{1,18})$")
+TRIGGER_ID = re.compile(r"^trg_[0-9a-f]{32}$")
+DEFAULT_POLL_WAIT = 25.0  # seconds
+MAX_POLL_WAIT = 60.0  # seconds
+
+
+@router.get("/commands", response_class=Response)
+async def command_stream(device_id: str, request: Request, credentials: Credentials) -> Response:
+    """The device's SSE command stream: backlog first, then live commands (DESIGN §5)."""
+    last_event_id = request.headers.get("last-event-id")
+    if last_event_id and not COMMAND_ID.match(last_event_id):
+        raise ApiError(400, "invalid Last-Event-ID")
+    # The backlog is every open command whatever Last-Event-ID says: a command written before
+    # the link broke may never have reached the device, and the device dedupes by command id.
+    hub, stream = await open_device_stream(request.app, device_id, credentials)
+    settings = request.app.state.settings
+    return CommandStreamResponse(
+        hub,
+        stream,
+        keepalive=settings.keepalive_seconds,
+        retry_ms=settings.stream_retry_ms,
+        send_timeout=settings.stream_send_timeout_seconds,
+    )
+
+
+@router.get("/commands/poll", response_model=CommandList)
+async def poll_commands(
+    device_id: str,
+    request: Request,
+    credentials: Credentials,
+    wait: Annotated[float, Query(ge=0, le=MAX_POLL_WAIT)] = DEFAULT_POLL_WAIT,
+) -> Response:
+    """Long-poll fallback: the same envelopes as the stream, as soon as there is one."""
+    hub, stream = await open_device_stream(request.app, device_id, credentials)
+    commands: list[Command] = []
+    try:
+        first = await stream.mailbox.next(wait)
+        if first is not None:
+            commands = [first, *stream.mailbox.drain()]
+    except StreamClosed:
+        commands = stream.mailbox.drain()
+    finally:
+        hub.end_stream(stream)
+    return JSONResponse(
+        {"commands": [command.envelope for command in commands]},
+        background=BackgroundTask(_record_polled, hub, stream, commands),
+    )
+
+
+def _record_polled(hub: CommandHub, stream: LocalStream, commands: list[Command]) -> None:
+    """Runs after the response body went out: the polled commands count as sent."""
+    for command in commands:
+        hub.written(stream, command)
+
+
+@router.post("/triggers/{trigger_id}/failed", response_model=FailureResponse)
+async def report_trigger_failed(
+    trigger_id: str, body: FailureReport, device: CurrentDevice, session: SessionDep
+) -> FailureResponse:
+    """The device could not capture for this trigger; 409 when it is already terminal."""
+    if not TRIGGER_ID.match(trigger_id):
+        raise ApiError(404, "trigger not found")
+    trigger = await device_trigger(session, device.device_id, trigger_id)
+    trigger = await finish_open_trigger(session, trigger, body.reason)
+    await session.commit()
+    return FailureResponse(trigger_id=trigger.trigger_id, status=TriggerStatus.FAILED)
+
+
+@router.post("/config/ack", response_model=ConfigAckResponse)
+async def acknowledge_config(
+    body: ConfigAck, device: CurrentDevice, session: SessionDep
+) -> ConfigAckResponse:
+    """Record the config version the device applied (its reported twin)."""
+    if body.version > device.config_version:
+        raise ApiError(
+            409,
+            f"version {body.version} is newer than the desired version {device.config_version}",
+        )
+    await record_config_ack(session, device, body.version, body.config)
+    await session.commit()
+    await session.refresh(device)
+    return ConfigAckResponse(
+        device_id=device.device_id,
+        reported_config_version=device.reported_config_version or body.version,
+    )

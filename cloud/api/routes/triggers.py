@@ -1,0 +1,121 @@
+"""User-side trigger routes: manual triggers, listing, cancel, and who is connected."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request
+
+from cloud.api.deps import CurrentUser, OrgDevice, SessionDep, SettingsDep
+from cloud.command_schemas import (
+    ConnectedDevice,
+    ConnectedList,
+    ManualTriggerRequest,
+    ManualTriggerResponse,
+    TriggerList,
+    TriggerOut,
+)
+from cloud.hub import CommandHub
+from cloud.models import Device, DeviceConnection, TriggerStatus, TriggerType
+from cloud.services.presence import is_connected
+from cloud.services.trigger_ops import (
+    CANCELLED_ERROR,
+    TriggerFilter,
+    finish_open_trigger,
+    list_triggers,
+    org_trigger,
+    request_manual_trigger,
+)
+
+router = APIRouter(tags=["triggers"])
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 500
+
+
+@router.get("/v1/devices/connected", response_model=ConnectedList)
+async def connected_devices(
+    user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> ConnectedList:
+    """Devices of the user's org with a live stream on any live instance."""
+    rows = await session.execute(
+        sa.select(
+            Device.device_id,
+            Device.friendly_name,
+            DeviceConnection.instance_id,
+            DeviceConnection.connected_at,
+        )
+        .join(DeviceConnection, DeviceConnection.device_id == Device.device_id)
+        .where(Device.org_id == user.org_id, is_connected(settings.keepalive_seconds))
+        .order_by(Device.device_id)
+    )
+    return ConnectedList(devices=[ConnectedDevice(**row._mapping) for row in rows])
+
+
+@router.post("/v1/devices/{device_id}/trigger", response_model=ManualTriggerResponse)
+async def trigger_device(
+    body: ManualTriggerRequest,
+    device: OrgDevice,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
+) -> ManualTriggerResponse:
+    """Ask the device for a capture now: `sent` if a live stream took it, else `pending`."""
+    hub: CommandHub = request.app.state.hub
+    trigger, online = await request_manual_trigger(
+        session, settings, device, user, body.label, body.ttl_seconds
+    )
+    # Registered before the commit: the NOTIFY (hence the delivery) can only follow it.
+    delivered = hub.expect_delivery(trigger.trigger_id) if online else None
+    try:
+        await session.commit()
+        if delivered is None:
+            return ManualTriggerResponse(
+                trigger_id=trigger.trigger_id, status=TriggerStatus.PENDING
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(delivered), settings.delivery_wait_seconds)
+    finally:
+        hub.forget_delivery(trigger.trigger_id)
+    status = TriggerStatus.SENT if delivered.done() else TriggerStatus.PENDING
+    return ManualTriggerResponse(trigger_id=trigger.trigger_id, status=status)
+
+
+@router.get("/v1/triggers", response_model=TriggerList)
+async def get_triggers(
+    user: CurrentUser,
+    session: SessionDep,
+    device_id: str | None = None,
+    status: TriggerStatus | None = None,
+    trigger_type: TriggerType | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> TriggerList:
+    """The org's triggers, newest first, filtered; follow `next_cursor` for more."""
+    where = TriggerFilter(device_id, status, trigger_type, since, until)
+    triggers, next_cursor = await list_triggers(session, user, where, limit, cursor)
+    return TriggerList(
+        triggers=[TriggerOut.model_validate(t) for t in triggers], next_cursor=next_cursor
+    )
+
+
+@router.get("/v1/triggers/{trigger_id}", response_model=TriggerOut)
+async def get_trigger(trigger_id: str, user: CurrentUser, session: SessionDep) -> TriggerOut:
+    """One trigger of the org."""
+    return TriggerOut.model_validate(await org_trigger(session, user, trigger_id))
+
+
+@router.post("/v1/triggers/{trigger_id}/cancel", response_model=TriggerOut)
+async def cancel_trigger(trigger_id: str, user: CurrentUser, session: SessionDep) -> TriggerOut:
+    """Cancel an open trigger (it ends `failed`, error "cancelled by user"); 409 if terminal."""
+    trigger = await org_trigger(session, user, trigger_id)
+    trigger = await finish_open_trigger(session, trigger, CANCELLED_ERROR)
+    await session.commit()
+    return TriggerOut.model_validate(trigger)

@@ -1,0 +1,302 @@
+"""CommandHub: this instance's live device streams, fed by PostgreSQL LISTEN/NOTIFY (§5)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cloud.config import Settings
+from cloud.hub_listener import PgListener
+from cloud.services import delivery
+from cloud.services.commands import COMMANDS_CHANNEL, capture_envelope, config_envelope
+from cloud.sse import Command, Mailbox
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_REASON = "server shutting down"
+REPLACED_REASON = "replaced by a newer stream"
+DISCONNECTED_REASON = "client disconnected"
+TOO_SLOW_REASON = "client too slow"
+FLUSH_RETRY_SECONDS = 0.5  # pause after a failed flush before trying again
+DB_STEP_TIMEOUT = 10.0  # seconds; bounds each bookkeeping transaction
+
+
+class LocalStream:
+    """One device stream held by this instance."""
+
+    __slots__ = ("device_id", "stream_id", "mailbox", "claimed_at", "held")
+
+    def __init__(self, device_id: str, queue_size: int) -> None:
+        self.device_id = device_id
+        self.stream_id = f"str_{uuid.uuid4().hex}"
+        self.mailbox = Mailbox(queue_size)
+        self.claimed_at = float("inf")  # until the presence row is written
+        # Live commands that arrive while the backlog is read wait here, so replay stays ordered.
+        self.held: list[Command] | None = []
+
+
+def is_expired(command: Command, now: datetime | None = None) -> bool:
+    if command.expires_at is None:
+        return False
+    return datetime.fromisoformat(command.expires_at) <= (now or datetime.now(UTC))
+
+
+class CommandHub:
+    """Routes commands to local streams, records deliveries, keeps this instance's presence."""
+
+    name = "hub"
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+        self._settings: Settings = app.state.settings
+        self._sessions: async_sessionmaker[AsyncSession] = app.state.session_factory
+        self.instance_id = uuid.uuid4().hex
+        self._streams: dict[str, LocalStream] = {}
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._written: list[tuple[str, datetime, bool]] = []
+        self._released: list[tuple[str, str]] = []
+        self._dirty = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listener = PgListener(
+            app.state.engine,
+            (COMMANDS_CHANNEL, delivery.DELIVERED_CHANNEL, delivery.PRESENCE_CHANNEL),
+            self._on_notification,
+            self._redeliver_all,
+            ping_seconds=self._settings.keepalive_seconds,
+        )
+        self.accepting = False
+        app.state.hub = self
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        async with self._sessions() as session:
+            await delivery.register_instance(
+                session, self.instance_id, socket.gethostname(), os.getpid()
+            )
+            await session.commit()
+        await self._listener.start()
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="hub-flush"),
+            asyncio.create_task(self._heartbeat_loop(), name="hub-heartbeat"),
+            asyncio.create_task(self._close_on_shutdown(), name="hub-shutdown-watch"),
+        ]
+        self.accepting = True
+        logger.info("hub started as instance %s", self.instance_id)
+
+    async def stop(self) -> None:
+        """Idempotent: close every stream, drain bookkeeping, leave the instance table."""
+        if self._stopping.is_set():
+            return
+        self.accepting = False
+        self.close_all(SHUTDOWN_REASON)
+        self._stopping.set()
+        self._dirty.set()
+        await self._listener.stop()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self._flush_once()
+        try:
+            async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
+                await delivery.unregister_instance(session, self.instance_id)
+                await session.commit()
+        except Exception:  # noqa: BLE001 - the reaper removes a row we could not
+            logger.warning("could not remove instance %s; the reaper will", self.instance_id)
+
+    # -- streams -----------------------------------------------------------------------------
+    def open_stream(self, device_id: str) -> LocalStream:
+        """Register a new stream for the device; an older local stream is closed."""
+        stream = LocalStream(device_id, self._settings.stream_queue_size)
+        previous = self._streams.get(device_id)
+        if previous is not None:
+            previous.mailbox.close(REPLACED_REASON)
+        self._streams[device_id] = stream
+        return stream
+
+    def finish_replay(self, stream: LocalStream, backlog: Iterable[dict[str, Any]]) -> None:
+        """Queue the backlog, then the live commands that arrived meanwhile, deduplicated."""
+        held, stream.held = stream.held or [], None
+        for command in [*(Command.from_envelope(e) for e in backlog), *held]:
+            self._offer(stream, command)
+
+    def end_stream(self, stream: LocalStream) -> None:
+        if self._streams.get(stream.device_id) is stream:
+            del self._streams[stream.device_id]
+        if stream.claimed_at != float("inf"):
+            self._released.append((stream.device_id, stream.stream_id))
+            self._dirty.set()
+
+    def written(self, stream: LocalStream, command: Command) -> None:
+        """The command's bytes went to the client: record `sent` (batched)."""
+        if command.type == "capture":
+            self._written.append((command.command_id, datetime.now(UTC), command.manual))
+            self._dirty.set()
+
+    def close_all(self, reason: str) -> None:
+        for stream in list(self._streams.values()):
+            stream.mailbox.close(reason)
+
+    def connected_here(self) -> list[str]:
+        return list(self._streams)
+
+    # -- delivery confirmation for the trigger API ---------------------------------------------
+    def expect_delivery(self, trigger_id: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[trigger_id] = future
+        return future
+
+    def forget_delivery(self, trigger_id: str) -> None:
+        self._waiters.pop(trigger_id, None)
+
+    def _delivered(self, trigger_id: str) -> bool:
+        future = self._waiters.pop(trigger_id, None)
+        if future is None:
+            return False
+        if not future.done():
+            future.set_result(None)
+        return True
+
+    # -- notifications -------------------------------------------------------------------------
+    def _on_notification(self, channel: str, payload: str) -> None:
+        if channel == COMMANDS_CHANNEL:
+            message = json.loads(payload)
+            stream = self._streams.get(message["device_id"])
+            if stream is None:
+                return
+            if message.get("envelope") is None:
+                self._spawn(self._redeliver([stream]))
+            else:
+                self._route(stream, Command.from_envelope(message["envelope"]))
+        elif channel == delivery.DELIVERED_CHANNEL:
+            for trigger_id in payload.split(","):
+                self._delivered(trigger_id)
+        elif channel == delivery.PRESENCE_CHANNEL:
+            message = json.loads(payload)
+            stream = self._streams.get(message["device_id"])
+            if (
+                stream is not None
+                and message["instance_id"] != self.instance_id
+                and message["claimed_at"] > stream.claimed_at
+            ):
+                stream.mailbox.close(REPLACED_REASON)
+
+    def _route(self, stream: LocalStream, command: Command) -> None:
+        if stream.held is not None:
+            stream.held.append(command)
+        else:
+            self._offer(stream, command)
+
+    def _offer(self, stream: LocalStream, command: Command) -> None:
+        if is_expired(command):
+            return
+        if not stream.mailbox.offer(command):
+            logger.warning("dropping slow stream of %s: queue full", stream.device_id)
+            stream.mailbox.close(TOO_SLOW_REASON)
+
+    async def _redeliver_all(self) -> None:
+        """After the listener reconnects: notifications may have been missed; replay open ones."""
+        await self._redeliver(list(self._streams.values()))
+
+    async def _redeliver(self, streams: list[LocalStream]) -> None:
+        if not streams:
+            return
+        by_device = {stream.device_id: stream for stream in streams}
+        async with self._sessions() as session:
+            owed = await delivery.devices_owed_config(session, list(by_device))
+            triggers = await delivery.open_triggers_for(session, list(by_device))
+        for device in owed:
+            self._route(by_device[device.device_id], Command.from_envelope(config_envelope(device)))
+        for trigger in triggers:
+            self._route(
+                by_device[trigger.device_id], Command.from_envelope(capture_envelope(trigger))
+            )
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    # -- background loops ------------------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._flush_once()
+            except Exception:  # noqa: BLE001 - keep flushing after a database error
+                logger.exception("recording deliveries failed; retrying")
+                await self._pause(FLUSH_RETRY_SECONDS)
+                self._dirty.set()
+
+    async def _flush_once(self) -> None:
+        written, self._written = self._written, []
+        released, self._released = self._released, []
+        if not written and not released:
+            return
+        try:
+            async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
+                await delivery.mark_sent(session, [(tid, at) for tid, at, _ in written])
+                remote = [tid for tid, _, manual in written if manual and tid not in self._waiters]
+                await delivery.notify_delivered(session, remote)
+                await delivery.release_presence(session, released)
+                await session.commit()
+        except BaseException:
+            self._written[:0] = written
+            self._released[:0] = released
+            raise
+        for trigger_id, _, _ in written:
+            self._delivered(trigger_id)
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._pause(self._settings.keepalive_seconds)
+            if self._stopping.is_set():
+                return
+            try:
+                await self._heartbeat_once()
+            except Exception:  # noqa: BLE001 - the next beat tries again
+                logger.exception("heartbeat of instance %s failed", self.instance_id)
+
+    async def _heartbeat_once(self) -> None:
+        async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
+            alive = await delivery.heartbeat(session, self.instance_id, self.connected_here())
+            if not alive:
+                logger.warning("instance %s was reaped; registering again", self.instance_id)
+                await delivery.register_instance(
+                    session, self.instance_id, socket.gethostname(), os.getpid()
+                )
+                await delivery.restore_presence(
+                    session,
+                    self.instance_id,
+                    [(s.device_id, s.stream_id) for s in self._streams.values()],
+                )
+            await session.commit()
+
+    async def _close_on_shutdown(self) -> None:
+        shutdown: asyncio.Event = self._app.state.shutdown_event
+        stop_wait = asyncio.ensure_future(self._stopping.wait())
+        shutdown_wait = asyncio.ensure_future(shutdown.wait())
+        try:
+            await asyncio.wait({stop_wait, shutdown_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+            shutdown_wait.cancel()
+        self.accepting = False
+        self.close_all(SHUTDOWN_REASON)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

@@ -1,0 +1,153 @@
+"""Trigger operations for users and devices: manual requests, listing, cancel, failure (§4)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cloud.config import Settings
+from cloud.errors import ApiError
+from cloud.models import OPEN_TRIGGER_STATUSES, Device, Trigger, TriggerStatus, TriggerType, User
+from cloud.services.presence import is_connected
+from cloud.services.triggers import create_trigger
+
+CANCELLED_ERROR = "cancelled by user"
+
+
+@dataclass(frozen=True)
+class TriggerFilter:
+    device_id: str | None = None
+    status: TriggerStatus | None = None
+    trigger_type: TriggerType | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def request_manual_trigger(
+    session: AsyncSession,
+    settings: Settings,
+    device: Device,
+    user: User,
+    label: str | None,
+    ttl_seconds: int | None,
+) -> tuple[Trigger, bool]:
+    """Store a manual trigger (caller commits); also says whether the device is online now.
+
+    The device row is locked so concurrent requests cannot pass the open-trigger cap together.
+    """
+    await session.execute(
+        sa.select(Device.device_id).where(Device.device_id == device.device_id).with_for_update()
+    )
+    open_count, first_expiry = (
+        await session.execute(
+            sa.select(sa.func.count(), sa.func.min(Trigger.expires_at)).where(
+                Trigger.device_id == device.device_id,
+                Trigger.trigger_type == TriggerType.MANUAL,
+                Trigger.status.in_(OPEN_TRIGGER_STATUSES),
+                Trigger.expires_at > sa.func.now(),
+            )
+        )
+    ).one()
+    if open_count >= settings.max_open_manual_triggers:
+        wait = max(1, math.ceil((first_expiry - datetime.now(UTC)).total_seconds()))
+        raise ApiError(
+            429,
+            f"device has {open_count} open manual triggers (limit "
+            f"{settings.max_open_manual_triggers})",
+            {"Retry-After": str(wait)},
+        )
+    online = bool(
+        await session.scalar(
+            sa.select(is_connected(settings.keepalive_seconds)).where(
+                Device.device_id == device.device_id
+            )
+        )
+    )
+    ttl = timedelta(seconds=ttl_seconds or settings.manual_trigger_ttl_seconds)
+    trigger = await create_trigger(
+        session, device.device_id, TriggerType.MANUAL, ttl, label=label, requested_by=user.user_id
+    )
+    return trigger, online
+
+
+def _org_triggers(user: User) -> sa.Select[tuple[Trigger]]:
+    return (
+        sa.select(Trigger)
+        .join(Device, Device.device_id == Trigger.device_id)
+        .where(Device.org_id == user.org_id)
+    )
+
+
+def encode_cursor(trigger: Trigger) -> str:
+    raw = f"{trigger.created_at.isoformat()}|{trigger.trigger_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, trigger_id = raw.split("|", 1)
+        return datetime.fromisoformat(moment), trigger_id
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(400, "invalid cursor") from exc
+
+
+async def list_triggers(
+    session: AsyncSession, user: User, where: TriggerFilter, limit: int, cursor: str | None
+) -> tuple[list[Trigger], str | None]:
+    """The org's triggers, newest first, one page; the cursor of the next page or None."""
+    query = _org_triggers(user)
+    if where.device_id is not None:
+        query = query.where(Trigger.device_id == where.device_id)
+    if where.status is not None:
+        query = query.where(Trigger.status == where.status)
+    if where.trigger_type is not None:
+        query = query.where(Trigger.trigger_type == where.trigger_type)
+    if where.since is not None:
+        query = query.where(Trigger.created_at >= where.since)
+    if where.until is not None:
+        query = query.where(Trigger.created_at < where.until)
+    if cursor is not None:
+        moment, trigger_id = decode_cursor(cursor)
+        query = query.where(
+            sa.tuple_(Trigger.created_at, Trigger.trigger_id) < (moment, trigger_id)
+        )
+    query = query.order_by(Trigger.created_at.desc(), Trigger.trigger_id.desc()).limit(limit + 1)
+    rows = list(await session.scalars(query))
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+async def org_trigger(session: AsyncSession, user: User, trigger_id: str) -> Trigger:
+    trigger = await session.scalar(_org_triggers(user).where(Trigger.trigger_id == trigger_id))
+    if trigger is None:
+        raise ApiError(404, "trigger not found")
+    return trigger
+
+
+async def finish_open_trigger(session: AsyncSession, trigger: Trigger, error: str) -> Trigger:
+    """Mark an open trigger failed with `error`; 409 when it is already terminal."""
+    finished = await session.scalar(
+        sa.update(Trigger)
+        .where(Trigger.trigger_id == trigger.trigger_id, Trigger.status.in_(OPEN_TRIGGER_STATUSES))
+        .values(status=TriggerStatus.FAILED, error=error, finished_at=sa.func.now())
+        .returning(Trigger.trigger_id)
+    )
+    if finished is None:
+        await session.refresh(trigger)
+        raise ApiError(409, f"trigger is already {trigger.status.value}")
+    await session.refresh(trigger)
+    return trigger
+
+
+async def device_trigger(session: AsyncSession, device_id: str, trigger_id: str) -> Trigger:
+    trigger = await session.get(Trigger, trigger_id)
+    if trigger is None or trigger.device_id != device_id:
+        raise ApiError(404, "trigger not found")
+    return trigger
