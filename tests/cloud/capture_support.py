@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +32,13 @@ def png_bytes(width: int = 64, height: int = 48) -> bytes:
     ok, encoded = cv2.imencode(".png", frame)
     assert ok
     return encoded.tobytes()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose valid IHDR claims a huge size: a decompression bomb stopped at the header."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + b"\x00" * 64
 
 
 def capture_metadata(device_id: str, trigger_id: str | None = None, **fields: Any) -> dict:

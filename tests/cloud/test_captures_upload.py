@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -174,3 +175,24 @@ def test_zone_rule_raises_alert_from_bottom_centre(
     assert capture is not None and capture.evaluation_result is not None
     assert capture.evaluation_result["alert"] is True
     assert capture.evaluation_result["matched_rules"] == [{"name": "door", "detections": [0]}]
+
+
+def test_concurrent_duplicate_uploads_store_one_capture(
+    live_server: LiveServer, factory: Factory, db: sessionmaker[Session], settings: Settings
+) -> None:
+    device = factory.device()
+    trigger_id = make_trigger(db, device.device_id, TriggerStatus.SENT)
+    metadata = capture_metadata(device.device_id, trigger_id)
+
+    def upload(seed: int) -> tuple[int, str]:
+        with live_server.client() as client:
+            response = upload_multipart(client, device.headers, metadata, jpeg_bytes(seed=seed))
+        return response.status_code, response.json()["record_id"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(upload, range(6)))
+    assert sorted(code for code, _ in results) == [200] * 5 + [201]
+    assert len({record_id for _, record_id in results}) == 1
+    with db() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Capture)) == 1
+    assert len(_snapshot_files(settings)) == 1
