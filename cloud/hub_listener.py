@@ -17,6 +17,7 @@ CONNECT_TIMEOUT = 10.0  # seconds
 PING_TIMEOUT = 5.0  # seconds
 BACKOFF_FIRST = 0.2  # seconds
 BACKOFF_MAX = 10.0  # seconds
+LISTENER_APPLICATION_NAME = "visant-listener"  # visible in pg_stat_activity
 
 NotificationHandler = Callable[[str, str], None]
 ReconnectHandler = Callable[[], Awaitable[None]]
@@ -86,6 +87,7 @@ class PgListener:
         args, params = dialect.create_connect_args(self._engine.url)
         params = {k: v for k, v in params.items() if k not in {"prepared_statement_cache_size"}}
         params["timeout"] = CONNECT_TIMEOUT
+        params["server_settings"] = {"application_name": LISTENER_APPLICATION_NAME}
         connection: asyncpg.Connection = await asyncpg.connect(*args, **params)
         for channel in self._channels:
             await connection.add_listener(channel, self._dispatch)

@@ -1,0 +1,135 @@
+"""CommandHub across instances and faults; the reaper's loop (issue #3)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.config import Settings
+from cloud.db import create_engine_for, create_session_factory
+from cloud.hub_listener import LISTENER_APPLICATION_NAME
+from cloud.models import ServerInstance, Trigger, TriggerStatus, TriggerType
+from cloud.reaper import Reaper
+from cloud.security import new_trigger_id
+from tests.cloud.stream_support import StreamReader
+from tests.factories import Factory
+from tests.live_server import LiveServer
+
+
+def test_trigger_via_instance_b_reaches_device_streaming_from_a(
+    start_server: Callable[..., LiveServer], factory: Factory
+) -> None:
+    a, b = start_server(), start_server()
+    user = factory.user()
+    device = factory.device(org_id=user.org_id, reported_config_version=1)
+    reader = StreamReader(a.url, device.device_id, device.key).start()
+    try:
+        for server in (a, b):
+            with server.client() as client:
+                listed = client.get("/v1/devices/connected", headers=user.headers).json()
+                assert [d["device_id"] for d in listed["devices"]] == [device.device_id]
+        with b.client() as client:
+            response = client.post(
+                f"/v1/devices/{device.device_id}/trigger", json={}, headers=user.headers
+            )
+        assert response.json()["status"] == "sent"
+        assert reader.next().id == response.json()["trigger_id"]
+        # The device moves to B: the stream on A is closed as replaced.
+        moved = StreamReader(b.url, device.device_id, device.key).start()
+        try:
+            assert reader.next().data == {"reason": "replaced by a newer stream"}
+            assert reader.ended.wait(5)
+            with a.client() as client:
+                listed = client.get("/v1/devices/connected", headers=user.headers).json()
+            assert [d["device_id"] for d in listed["devices"]] == [device.device_id]
+        finally:
+            moved.close()
+    finally:
+        reader.close()
+
+
+def test_commands_still_arrive_after_the_listen_connection_is_killed(
+    live_server: LiveServer, factory: Factory, db: sessionmaker[Session]
+) -> None:
+    user = factory.user()
+    device = factory.device(org_id=user.org_id, reported_config_version=1)
+    reader = StreamReader(live_server.url, device.device_id, device.key).start()
+    try:
+        with db() as session:
+            killed = session.scalar(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = :name"
+                ),
+                {"name": LISTENER_APPLICATION_NAME},
+            )
+            session.commit()
+        assert killed == 1
+        # A trigger written while nobody listens: only the replay after reconnect can bring it.
+        trigger_id = new_trigger_id()
+        with db() as session:
+            session.execute(
+                sa.insert(Trigger).values(
+                    trigger_id=trigger_id,
+                    device_id=device.device_id,
+                    trigger_type=TriggerType.MANUAL,
+                    status=TriggerStatus.PENDING,
+                    scheduled_at=sa.func.now(),
+                    expires_at=sa.func.now() + sa.text("interval '1 minute'"),
+                )
+            )
+            session.commit()
+        assert reader.next(timeout=10).id == trigger_id
+    finally:
+        reader.close()
+
+
+async def test_reaper_expires_and_forgets_dead_instances_then_stops_in_time(
+    database_url: str, settings: Settings, factory: Factory, db: sessionmaker[Session]
+) -> None:
+    device = factory.device()
+    with db() as session:
+        session.add(ServerInstance(instance_id="dead", hostname="h", pid=1))
+        session.execute(
+            sa.insert(Trigger).values(
+                trigger_id=new_trigger_id(),
+                device_id=device.device_id,
+                trigger_type=TriggerType.SCHEDULED,
+                status=TriggerStatus.SENT,
+                scheduled_at=sa.func.now(),
+                expires_at=sa.func.now() - sa.text("interval '1 second'"),
+            )
+        )
+        session.commit()
+        session.execute(
+            sa.text("UPDATE server_instances SET heartbeat_at = now() - interval '1 hour'")
+        )
+        session.commit()
+    engine = create_engine_for(database_url, settings)
+    app = SimpleNamespace(
+        state=SimpleNamespace(
+            settings=settings.model_copy(update={"reaper_interval_seconds": 0.05}),
+            session_factory=create_session_factory(engine),
+        )
+    )
+    reaper = Reaper(app)  # type: ignore[arg-type]
+    await reaper.start()
+    try:
+        deadline = time.monotonic() + 5
+        while reaper.passes < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+    finally:
+        began = time.monotonic()
+        await reaper.stop()
+        await reaper.stop()  # idempotent
+        assert time.monotonic() - began < 1.0
+        await engine.dispose()
+    with db() as session:
+        assert session.scalar(sa.select(Trigger.status)) == TriggerStatus.EXPIRED
+        assert session.scalar(sa.select(sa.func.count()).select_from(ServerInstance)) == 0

@@ -1,0 +1,137 @@
+"""`python -m cloud` killed with SIGKILL and restarted: presence drops, nothing is lost (#3)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.models import Trigger, TriggerStatus
+from tests.cloud.stream_support import StreamReader
+from tests.factories import TEST_SECRET_KEY, Factory
+from tests.live_server import LiveServer, free_port
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 30.0  # seconds
+KEEPALIVE = 1.0  # seconds
+
+
+class CloudProcess:
+    """`python -m cloud` on the test database, as a real subprocess."""
+
+    def __init__(self, database_url: str, port: int, log: Path) -> None:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "VISANT_SECRET_KEY": TEST_SECRET_KEY,
+            "VISANT_KEEPALIVE_SECONDS": str(KEEPALIVE),
+            "VISANT_SCHEDULER_ENABLED": "false",
+            "VISANT_DATA_DIR": str(log.parent / "data"),
+            "VISANT_LOG_LEVEL": "WARNING",
+        }
+        self.port = port
+        self._log = log.open("a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cloud", "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_healthy(log)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _wait_healthy(self, log: Path) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"server exited: {log.read_text()}"
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server did not become healthy")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=15)
+        self._log.close()
+
+
+@pytest.fixture
+def cloud_processes(database_url: str, tmp_path: Path) -> Iterator[list[CloudProcess]]:
+    started: list[CloudProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def _connected(server: LiveServer, headers: dict[str, str]) -> list[str]:
+    with server.client() as client:
+        devices = client.get("/v1/devices/connected", headers=headers).json()["devices"]
+    return [d["device_id"] for d in devices]
+
+
+def test_sigkilled_server_restarts_and_still_delivers_pending_triggers(
+    database_url: str,
+    tmp_path: Path,
+    cloud_processes: list[CloudProcess],
+    live_server: LiveServer,
+    factory: Factory,
+    db: sessionmaker[Session],
+) -> None:
+    user = factory.user()
+    device = factory.device(org_id=user.org_id, reported_config_version=1)
+    port = free_port()
+    cloud_processes.append(CloudProcess(database_url, port, tmp_path / "cloud.log"))
+    reader = StreamReader(cloud_processes[0].url, device.device_id, device.key).start()
+    assert _connected(live_server, user.headers) == [device.device_id]
+
+    cloud_processes[0].kill()
+    assert reader.ended.wait(5), "stream survived its server"
+    began = time.monotonic()
+    while _connected(live_server, user.headers):
+        assert time.monotonic() - began < 3 * KEEPALIVE + 1, "dead instance's device still listed"
+        time.sleep(0.1)
+
+    with live_server.client() as client:
+        response = client.post(
+            f"/v1/devices/{device.device_id}/trigger", json={}, headers=user.headers
+        )
+    assert response.json()["status"] == "pending"
+    trigger_id = response.json()["trigger_id"]
+
+    cloud_processes.append(CloudProcess(database_url, port, tmp_path / "cloud.log"))
+    again = StreamReader(cloud_processes[1].url, device.device_id, device.key).start()
+    try:
+        assert again.next().id == trigger_id
+        assert _connected(live_server, user.headers) == [device.device_id]
+        deadline = time.monotonic() + 5
+        while True:
+            with db() as session:
+                trigger = session.get(Trigger, trigger_id)
+                assert trigger is not None
+                if trigger.status == TriggerStatus.SENT:
+                    break
+            assert time.monotonic() < deadline, "trigger never marked sent"
+            time.sleep(0.05)
+    finally:
+        again.close()
+        reader.close()
