@@ -190,10 +190,13 @@ def schedule_of(config: dict[str, Any] | None) -> TriggerSchedule | None:
 def check_schedule_limits(config: DeviceConfig, min_interval_seconds: int) -> None:
     """Refuse (422) a schedule that the runtime settings forbid."""
     schedule = config.trigger
-    if schedule is None or schedule.interval_seconds is None:
+    if not has_slots(schedule):
         return
-    if schedule.interval_seconds < min_interval_seconds:
+    assert schedule is not None
+    if schedule.interval_seconds is not None and schedule.interval_seconds < min_interval_seconds:
         raise ApiError(422, f"interval_seconds must be at least {min_interval_seconds}")
+    if next_slot_after(schedule, datetime.now(UTC)) is None:
+        raise ApiError(422, "the schedule never fires (no slot inside its active hours)")
 
 
 def first_slot(config: dict[str, Any] | None, now: datetime | None = None) -> datetime | None:

@@ -214,6 +214,25 @@ def test_interval_below_runtime_minimum_is_refused() -> None:
     assert refused.value.status_code == 422
 
 
+def test_schedule_that_never_fires_is_refused() -> None:
+    never = [
+        {"enabled": True, "cron": "0 0 30 2 *"},
+        # Daily slots fall at 00:00 UTC, never inside a 10:00-11:00 UTC window.
+        {
+            "enabled": True,
+            "interval_seconds": 86400,
+            "active_hours": [{"start": "10:00", "end": "11:00"}],
+        },
+    ]
+    for trigger in never:
+        config = DeviceConfig.model_validate({"trigger": trigger})
+        with pytest.raises(ApiError, match="never fires"):
+            check_schedule_limits(config, 1)
+    check_schedule_limits(
+        DeviceConfig.model_validate({"trigger": {**never[1], "enabled": False}}), 1
+    )
+
+
 def test_register_and_config_change_set_next_trigger_at(
     start_server: Any, factory: Factory
 ) -> None:
