@@ -70,8 +70,7 @@ class FaultyProxy:
         except OSError:
             client.close()
             return
-        if self.fail_uploads and first.startswith(b"POST /v1/captures"):
-            self.refused_uploads += 1
+        if self._refuse(first):
             _reset(client)
             return
         try:
@@ -84,12 +83,26 @@ class FaultyProxy:
         with self._lock:
             self._sockets.update((client, upstream))
         threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
-        _pump(client, upstream)
+        _pump(client, upstream, self._refuse)
+
+    def _refuse(self, data: bytes) -> bool:
+        # Checked on every chunk: a kept-alive connection carries later requests too, and a
+        # request line starts a chunk because the client writes each request in one go.
+        if self.fail_uploads and data.startswith(b"POST /v1/captures"):
+            self.refused_uploads += 1
+            return True
+        return False
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def _pump(
+    source: socket.socket, sink: socket.socket, refuse: Callable[[bytes], bool] | None = None
+) -> None:
     try:
         while data := source.recv(65536):
+            if refuse is not None and refuse(data):
+                _reset(source)
+                _reset(sink)
+                return
             sink.sendall(data)
     except OSError:
         pass
@@ -103,6 +116,8 @@ def _reset(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         # Linger 0: close sends RST, the client sees "connection reset", not a clean EOF.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a pump thread blocked in recv()
     with contextlib.suppress(OSError):
         sock.close()
 
