@@ -210,6 +210,9 @@ class Demo:
     def scheduled_count(self) -> int:
         return len(self._api.triggers(DEVICE_ID, trigger_type="scheduled"))
 
+    def skipped_slots(self) -> int:
+        return int(self._api.device(DEVICE_ID)["skipped_slots"])
+
     def open_count(self) -> int:
         return sum(len(self._api.triggers(DEVICE_ID, status=s)) for s in OPEN_STATUSES)
 
@@ -269,18 +272,20 @@ def run_story(demo: Demo) -> int:
     say("phase 2 - offline: stopping the agent")
     demo.stop_agent()
     scheduled_before = demo.scheduled_count()
+    skipped_before = demo.skipped_slots()
     waiting = [demo.fire("demo-offline-1"), demo.fire("demo-offline-2")]
     short_lived = demo.fire("demo-offline-expires", ttl_seconds=2)
     cancelled = demo.fire("demo-offline-cancelled")
     demo._api.cancel(cancelled)
     say(f"cancelled {cancelled} -> failed")
-    say(f"waiting {pace.offline:.0f} s offline ({pace.offline / pace.interval:.0f} schedule slots)")
+    say(f"waiting {pace.offline:.0f} s offline (schedule every {pace.interval} s)")
     time.sleep(pace.offline)
     demo.wait_status([short_lived], "expired")
     new_scheduled = demo.scheduled_count() - scheduled_before
+    skipped = demo.skipped_slots() - skipped_before
     say(
-        f"offline: {new_scheduled} scheduled triggers created (slots skipped, none piled up); "
-        f"short-lived trigger expired; {len(waiting)} manual triggers still pending"
+        f"offline: {new_scheduled} scheduled triggers created, {skipped} schedule slots skipped "
+        f"(none piled up); short-lived trigger expired; {len(waiting)} manual triggers pending"
     )
 
     say("phase 3 - reconnect: restarting the agent")

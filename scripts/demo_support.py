@@ -169,6 +169,9 @@ class Api:
         devices = self._json(self.client.get("/v1/devices/connected"))["devices"]
         return {device["device_id"] for device in devices}
 
+    def device(self, device_id: str) -> dict[str, Any]:
+        return self._json(self.client.get(f"/v1/devices/{device_id}"))
+
     def set_config(self, device_id: str, config: dict[str, Any]) -> dict[str, Any]:
         return self._json(self.client.patch(f"/v1/devices/{device_id}", json={"config": config}))
 
