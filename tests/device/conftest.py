@@ -64,6 +64,7 @@ class FakeCloud:
     on_connect: list[dict[str, Any]] = field(default_factory=list)  # resent on every connect
     stream_status: int = 200
     upload_statuses: list[int] = field(default_factory=list)  # answers before the default 201
+    upload_delay: float = 0.0  # seconds an upload takes to be answered
     connections: list[dict[str, str]] = field(default_factory=list)
     uploads: list[dict[str, Any]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -111,6 +112,7 @@ class FakeCloud:
 
     async def _upload(self, request: Request) -> Response:
         form = await request.form()
+        await asyncio.sleep(self.upload_delay)
         metadata = json.loads(str(form["metadata"]))
         image = await form["image"].read()  # type: ignore[union-attr]
         status = self.upload_statuses.pop(0) if self.upload_statuses else 201

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.agent import EXIT_OK, EXIT_REJECTED, Agent, AgentOptions
+from device.agent import EXIT_OK, EXIT_REJECTED, STOP_GRACE, Agent, AgentOptions
 from device.camera import Camera, CameraSettings
 from device.capture import CapturePipeline
 from device.detection import Detection, Detector, DetectorSettings, NullDetector
@@ -204,3 +205,33 @@ async def test_watch_uploads_rate_limited_event_captures(
     assert event["trigger_id"] is None
     assert event["trigger_label"] == "watch:person"
     assert event["metadata"]["trigger_type"] == "event"
+
+
+async def test_stop_during_a_slow_upload_exits_promptly_with_the_capture_spooled(
+    fake_cloud: FakeCloud, make_agent: AgentFactory
+) -> None:
+    fake_cloud.upload_delay = 30.0
+    agent = make_agent()
+    task = asyncio.create_task(agent.run())
+    fake_cloud.live.put(envelope("trg_slow"))
+    await async_wait_until(lambda: agent.state.was_executed("trg_slow"))
+    began = time.monotonic()
+    agent.stop()
+    assert await asyncio.wait_for(task, 15) == EXIT_OK
+    assert time.monotonic() - began < STOP_GRACE + 2
+    (entry,) = agent.spool.entries()
+    assert agent.spool.load(entry)[1]["trigger_id"] == "trg_slow"  # type: ignore[index]
+
+
+async def test_config_from_a_reset_cloud_with_a_lower_version_is_applied(
+    fake_cloud: FakeCloud, make_agent: AgentFactory, tmp_path: Path
+) -> None:
+    AgentState(tmp_path / "state").set_config(9, {"camera": {"warmup": 3}})
+    agent = make_agent()
+    async with running(agent):
+        config = {"camera": {"warmup": 1}}
+        fake_cloud.live.put(envelope("cfg_1", "config", version=1, config=config))
+        await async_wait_until(lambda: len(fake_cloud.acks) == 1)
+    assert fake_cloud.acks[0]["version"] == 1
+    assert agent.pipeline.camera.settings.warmup == 1
+    assert AgentState(tmp_path / "state").config_version == 1

@@ -122,3 +122,20 @@ def test_wrong_key_exits_non_zero_with_a_clear_message(
         output = process.communicate()[0]
     assert "refused device cam-1" in output and "check --api-key" in output
     assert len(fake_cloud.connections) == 1  # no retry loop
+
+
+def test_persisted_config_is_used_at_start_until_the_cloud_sends_newer(
+    scene_image: Path, tmp_path: Path
+) -> None:
+    from device.main_v2 import build_agent, build_parser
+    from device.state import AgentState
+
+    AgentState(tmp_path / "state").set_config(4, {"camera": {"resolution": "64x48", "warmup": 5}})
+    args = build_parser().parse_args(
+        ["--device-id", DEVICE_ID, "--api-key", DEVICE_KEY, "--camera-source", str(scene_image)]
+        + ["--state-dir", str(tmp_path / "state"), "--detector", "none"]
+    )
+    agent = build_agent(args)
+    assert agent.pipeline.camera.settings.resolution == (64, 48)
+    assert agent.pipeline.camera.settings.warmup == 5
+    assert agent.pipeline.camera.grab().shape == (48, 64, 3)
