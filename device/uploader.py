@@ -194,8 +194,11 @@ class SpoolSender:
                 delay = self._backoff.next_delay()
                 if blocked.retry_after is not None:
                     delay = max(delay, blocked.retry_after)
-                logger.info(
-                    "upload failed (%s); spooled captures retried in %.1fs", blocked.detail, delay
+                logger.warning(
+                    "upload failed (%s); %d spooled, retried in %.1fs",
+                    blocked.detail,
+                    len(await run_blocking(self.spool.entries)),
+                    delay,
                 )
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
