@@ -98,7 +98,7 @@ class Demo:
         self.env = self._environment(port)
         self.cloud: Child | None = None
         self.agent: Child | None = None
-        self.api: Api | None = None
+        self._client: Api | None = None
         self.setup: dict[str, str] = {}
         self.image = data_dir / "sample.jpg"
         self.started_at = datetime.now(UTC)
@@ -149,7 +149,7 @@ class Demo:
         if result.returncode != 0:
             raise DemoError(f"setup_test_device failed:\n{result.stderr}")
         self.setup = json.loads(result.stdout)
-        self.api = Api(self.base_url, self.setup["user_token"])
+        self._client = Api(self.base_url, self.setup["user_token"])
         self.clock.say(
             f"setup_test_device: org + test@visant.local + {DEVICE_ID}, "
             f"schedule every {self.pace.interval} s, key {self.setup['device_key'][:12]}..."
@@ -177,7 +177,7 @@ class Demo:
         def connected() -> bool:
             if self.agent is not None and not self.agent.alive():
                 raise DemoError("the agent exited:\n" + self.agent.log_tail())
-            return DEVICE_ID in self._api.connected()
+            return DEVICE_ID in self.api.connected()
 
         wait_until("the agent's command stream", connected, STEP_TIMEOUT)
         self.clock.say("agent connected: its SSE command stream is live")
@@ -188,13 +188,13 @@ class Demo:
         self.agent = None
         wait_until(
             "the device to drop out of /v1/devices/connected",
-            lambda: DEVICE_ID not in self._api.connected(),
+            lambda: DEVICE_ID not in self.api.connected(),
             STEP_TIMEOUT,
         )
         self.clock.say(f"agent stopped (exit {code}); device offline")
 
     def fire(self, label: str, ttl_seconds: int | None = None) -> str:
-        answer = self._api.trigger(DEVICE_ID, label, ttl_seconds)
+        answer = self.api.trigger(DEVICE_ID, label, ttl_seconds)
         ttl = f", ttl {ttl_seconds} s" if ttl_seconds else ""
         self.clock.say(
             f"manual trigger {label!r}{ttl} -> {answer['status']} ({answer['trigger_id']})"
@@ -203,18 +203,18 @@ class Demo:
 
     def wait_status(self, trigger_ids: list[str], wanted: str) -> None:
         def all_there() -> bool:
-            return all(self._api.trigger_status(t) == wanted for t in trigger_ids)
+            return all(self.api.trigger_status(t) == wanted for t in trigger_ids)
 
         wait_until(f"{len(trigger_ids)} triggers to be {wanted}", all_there, STEP_TIMEOUT)
 
     def scheduled_count(self) -> int:
-        return len(self._api.triggers(DEVICE_ID, trigger_type="scheduled"))
+        return len(self.api.triggers(DEVICE_ID, trigger_type="scheduled"))
 
     def skipped_slots(self) -> int:
-        return int(self._api.device(DEVICE_ID)["skipped_slots"])
+        return int(self.api.device(DEVICE_ID)["skipped_slots"])
 
     def open_count(self) -> int:
-        return sum(len(self._api.triggers(DEVICE_ID, status=s)) for s in OPEN_STATUSES)
+        return sum(len(self.api.triggers(DEVICE_ID, status=s)) for s in OPEN_STATUSES)
 
     def report(self) -> int:
         since = self.started_at.isoformat()
@@ -228,8 +228,8 @@ class Demo:
 
     def stop_all(self) -> None:
         """Stop the agent, then the cloud (which stops its embedded PostgreSQL); never raises."""
-        if self.api is not None:
-            self.api.close()
+        if self._client is not None:
+            self._client.close()
         for child in (self.agent, self.cloud):
             if child is not None:
                 child.stop(signal.SIGTERM)
@@ -239,9 +239,10 @@ class Demo:
     # --- helpers ---------------------------------------------------------------------------
 
     @property
-    def _api(self) -> Api:
-        assert self.api is not None, "setup has not run"
-        return self.api
+    def api(self) -> Api:
+        """The test user's API client (after setup)."""
+        assert self._client is not None, "setup has not run"
+        return self._client
 
     def _script(self, module: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -276,7 +277,7 @@ def run_story(demo: Demo) -> int:
     waiting = [demo.fire("demo-offline-1"), demo.fire("demo-offline-2")]
     short_lived = demo.fire("demo-offline-expires", ttl_seconds=2)
     cancelled = demo.fire("demo-offline-cancelled")
-    demo._api.cancel(cancelled)
+    demo.api.cancel(cancelled)
     say(f"cancelled {cancelled} -> failed")
     say(f"waiting {pace.offline:.0f} s offline (schedule every {pace.interval} s)")
     time.sleep(pace.offline)
@@ -294,7 +295,7 @@ def run_story(demo: Demo) -> int:
     say("the pending manual triggers were delivered on reconnect and executed")
 
     say("phase 4 - drain: disabling the schedule, waiting for every trigger to be terminal")
-    demo._api.set_config(DEVICE_ID, {"trigger": {"enabled": False}})
+    demo.api.set_config(DEVICE_ID, {"trigger": {"enabled": False}})
     wait_until("every trigger to be terminal", lambda: demo.open_count() == 0, STEP_TIMEOUT)
     demo.stop_agent()
     say("all triggers terminal; running check_test_results")

@@ -219,8 +219,8 @@ def _print_human(result: TestSetup, interval: int) -> None:
     print()
     print("Run the agent:")
     print(
-        f"  python -m device.main_v2 --api-url {result.api_url} --device-id {result.device_id} "
-        f"--api-key {result.device_key} --camera-source 0"
+        f"  VISANT_API_KEY={result.device_key} python -m device.main_v2 "
+        f"--api-url {result.api_url} --device-id {result.device_id} --camera-source 0"
     )
 
 
