@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.config import Settings
@@ -85,6 +86,12 @@ def open_database(data_dir: Path | None) -> Iterator[Database]:
         sessions = create_sync_session_factory(url)
         try:
             yield Database(settings, url, sessions, embedded)
+        except ProgrammingError as exc:
+            raise ScriptError(
+                f"database schema missing or old (run `alembic upgrade head`): {exc.orig}"
+            ) from exc
+        except OperationalError as exc:
+            raise ScriptError(f"cannot use the database: {exc.orig}") from exc
         finally:
             sessions.kw["bind"].dispose()
     finally:

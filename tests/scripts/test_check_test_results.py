@@ -222,3 +222,14 @@ def test_runs_as_a_file_and_as_a_module_with_its_exit_code(
     result = run_script([*how, "--device-id", DEVICE], script_env)
     assert result.returncode == 1, result.stderr
     assert "[FAIL]" in result.stdout
+
+
+def test_unreachable_database_is_one_line_and_exit_one(
+    script_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = script_env["DATABASE_URL"].replace("/visant_test_", "/visant_missing_")
+    monkeypatch.setenv("DATABASE_URL", missing)
+    assert check_test_results.main([]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("check_test_results: error: cannot use the database")
+    assert "Traceback" not in err
