@@ -10,11 +10,12 @@ from cloud.ratelimit import RateLimiter
 from cloud.storage import SnapshotStore, store_for_app
 
 
-def get_snapshot_store(request: Request) -> SnapshotStore:
+async def get_snapshot_store(request: Request) -> SnapshotStore:
+    # async: a plain `def` dependency would cost a thread-pool hop on every upload
     return store_for_app(request.app)
 
 
-def get_upload_limiter(request: Request) -> RateLimiter:
+async def get_upload_limiter(request: Request) -> RateLimiter:
     """One limiter per instance: a device spread over N instances gets N times the rate."""
     state = request.app.state
     limiter: RateLimiter | None = getattr(state, "upload_limiter", None)

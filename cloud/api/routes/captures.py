@@ -9,11 +9,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.api.capture_deps import LimiterDep, StoreDep
-from cloud.api.deps import Credentials, CurrentUser, SessionDep, SessionFactoryDep, SettingsDep
+from cloud.api.deps import Credentials, CurrentUser, SessionDep
 from cloud.api.upload_body import read_upload
 from cloud.capture_schemas import CaptureAccepted, CaptureList, CaptureOut
+from cloud.config import Settings
 from cloud.errors import ApiError
 from cloud.images import ImageRejected, inspect_image
 from cloud.schemas import DEVICE_ID_PATTERN
@@ -33,14 +35,13 @@ IMAGE_CACHE_CONTROL = "private, max-age=86400, immutable"  # a record's image ne
     responses={200: {"model": CaptureAccepted, "description": "Same trigger uploaded before"}},
 )
 async def upload_capture(
-    request: Request,
-    credentials: Credentials,
-    settings: SettingsDep,
-    session_factory: SessionFactoryDep,
-    store: StoreDep,
-    limiter: LimiterDep,
+    request: Request, credentials: Credentials, store: StoreDep, limiter: LimiterDep
 ) -> JSONResponse:
     """Store a snapshot with its detections; closes its trigger. Multipart or JSON body."""
+    # Read from app.state rather than SettingsDep/SessionFactoryDep: those are plain `def`
+    # dependencies, each a thread-pool hop on the hot path.
+    settings: Settings = request.app.state.settings
+    session_factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
     if credentials is None:  # refuse before reading a body nobody may send
         raise ApiError(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
     upload = await read_upload(request, settings.max_request_bytes, settings.max_image_bytes)

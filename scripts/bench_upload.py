@@ -1,0 +1,350 @@
+"""Benchmark `POST /v1/captures`: concurrent ~150 KB JPEG uploads, multipart vs base64 JSON.
+
+    python scripts/bench_upload.py [--count 3000] [--concurrency 32] [--devices 20]
+    python scripts/bench_upload.py --url http://host:8000 --device-id CAM --device-key vsk_...
+
+Without --url it starts its own server (`python -m cloud`) on a private embedded PostgreSQL
+and data dir (deleted afterwards) with the per-device upload rate limit lifted, creates the
+devices directly in the database and checks at the end that every 201 left exactly one row.
+With --url it uploads as one existing device (that server's rate limit applies).
+Uploads are event captures (trigger_id null): one INSERT each, the trigger path adds a row
+lock and an UPDATE in the same statement. The client is a lean asyncio HTTP/1.1 keep-alive
+client on pre-built request bytes, so the figures are the server's, not an HTTP library's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+if __package__ in (None, ""):  # run as `python scripts/x.py`: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import cv2  # noqa: E402
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from cloud.database_url import start_embedded_postgres, stop_embedded_postgres  # noqa: E402
+from cloud.db import create_sync_session_factory  # noqa: E402
+from cloud.migrate import upgrade_to_head  # noqa: E402
+from cloud.models import Capture, Device, Org  # noqa: E402
+from cloud.security import DEVICE_KEY_PREFIX, hash_secret, new_secret  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BENCH_SECRET = "bench-secret-key"  # noqa: S105 - the private bench server's own secret
+TARGET_JPEG_BYTES = 150_000
+REQUEST_TIMEOUT = 30.0  # seconds
+START_TIMEOUT = 60.0  # seconds
+WARMUP = 100  # uploads per format before measuring
+
+
+@dataclass
+class Phase:
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[int, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    image_bytes: int = 0
+    wire_bytes: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)  # seconds by process group
+
+    def summary(self) -> dict[str, float | str | dict[int, int] | None]:
+        ok = len(self.latencies)
+        ordered = sorted(self.latencies)
+        return {
+            "format": self.name,
+            "uploads": ok,
+            "errors": self.errors,
+            "uploads_per_s": round(ok / self.seconds, 1),
+            "image_MB_per_s": round(ok * self.image_bytes / self.seconds / 1e6, 2),
+            "wire_MB_per_s": round(ok * self.wire_bytes / self.seconds / 1e6, 2),
+            "p50_ms": round(statistics.median(ordered) * 1000, 2),
+            "p99_ms": round(ordered[min(ok - 1, int(ok * 0.99))] * 1000, 2),
+            "cpu_ms_per_upload": {k: round(v / ok * 1000, 2) for k, v in self.cpu.items()},
+        }
+
+
+def realistic_jpeg(target: int = TARGET_JPEG_BYTES) -> bytes:
+    """A camera-like 1280x720 frame (gradients, shapes, sensor noise) encoded near `target`."""
+    rng = np.random.default_rng(7)
+    height, width = 720, 1280
+    ys, xs = np.mgrid[0:height, 0:width]
+    frame = np.stack(
+        [(xs / width * 180 + 40), (ys / height * 140 + 60), ((xs + ys) % 255) * 0.6], axis=-1
+    )
+    for _ in range(40):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        cv2.rectangle(frame, (x, y), (x + int(rng.integers(20, 200)), y + 80), colour, -1)
+    noisy = np.clip(frame + rng.normal(0, 12, frame.shape), 0, 255).astype(np.uint8)
+    best = b""
+    for quality in range(95, 10, -5):
+        ok, encoded = cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        assert ok
+        best = encoded.tobytes()
+        if len(best) <= target * 1.05:
+            break
+    return best
+
+
+def _metadata(device_id: str) -> dict:
+    return {
+        "device_id": device_id,
+        "trigger_id": None,
+        "captured_at": datetime.now(UTC).isoformat(),
+        "trigger_label": "bench",
+        "metadata": {"bench": True},
+        "detections": [{"label": "person", "confidence": 0.8, "box": [100, 100, 300, 600]}],
+    }
+
+
+def build_request(host: str, key: str, device_id: str, image: bytes, fmt: str) -> bytes:
+    """The full HTTP/1.1 request bytes of one upload."""
+    if fmt == "multipart":
+        boundary = uuid.uuid4().hex
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n'
+                f"{json.dumps(_metadata(device_id))}\r\n"
+                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+                f'filename="capture.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+            ).encode()
+            + image
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        content_type = f"multipart/form-data; boundary={boundary}"
+    else:
+        document = _metadata(device_id) | {"image_base64": base64.b64encode(image).decode()}
+        body = json.dumps(document).encode()
+        content_type = "application/json"
+    head = (
+        f"POST /v1/captures HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> int:
+    writer.write(request)
+    await writer.drain()
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return status
+
+
+async def run_phase(
+    host: str, port: int, requests: list[bytes], count: int, concurrency: int, phase: Phase
+) -> None:
+    """`count` uploads over `concurrency` keep-alive connections; fills `phase`."""
+    remaining = iter(range(count))
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            for index in remaining:
+                began = time.perf_counter()
+                status = await asyncio.wait_for(
+                    _exchange(reader, writer, requests[index % len(requests)]), REQUEST_TIMEOUT
+                )
+                if status == 201:
+                    phase.latencies.append(time.perf_counter() - began)
+                else:
+                    phase.errors[status] = phase.errors.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    phase.seconds = time.perf_counter() - began
+
+
+class PrivateServer:
+    """Embedded PostgreSQL + `python -m cloud` in a temporary directory."""
+
+    def __init__(self, devices: int) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="visant-bench-upload-"))
+        self.port = _free_port()
+        self.database_url = start_embedded_postgres(self.root / "pgdata")
+        upgrade_to_head(self.database_url)
+        self.sessions = create_sync_session_factory(self.database_url)
+        self.devices = self._create_devices(devices)
+        env = os.environ | {
+            "DATABASE_URL": self.database_url,
+            "VISANT_SECRET_KEY": BENCH_SECRET,
+            "VISANT_UPLOADS_PER_DEVICE_PER_MINUTE": "100000000",
+            "VISANT_SCHEDULER_ENABLED": "false",
+            "VISANT_LOG_LEVEL": "WARNING",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cloud", "--port", str(self.port), "--data-dir", str(self.root)],
+            cwd=PROJECT_ROOT,
+            env=env,
+        )
+        _wait_healthy(f"http://127.0.0.1:{self.port}", self.process)
+
+    def _create_devices(self, count: int) -> list[tuple[str, str]]:
+        devices = []
+        with self.sessions() as session:
+            org = Org(name=f"bench-{uuid.uuid4().hex[:6]}")
+            session.add(org)
+            session.flush()
+            for index in range(count):
+                key = new_secret(DEVICE_KEY_PREFIX)
+                device_id = f"BENCH_{index:03d}"
+                session.add(
+                    Device(
+                        device_id=device_id,
+                        org_id=org.org_id,
+                        key_hash=hash_secret(key, BENCH_SECRET),
+                        key_prefix=key[:12],
+                        config={"evaluation": {"rules": [{"name": "p", "labels": ["person"]}]}},
+                    )
+                )
+                devices.append((device_id, key))
+            session.commit()
+        return devices
+
+    def stored_captures(self) -> int:
+        with self.sessions() as session:
+            return session.scalar(sa.select(sa.func.count()).select_from(Capture)) or 0
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by the server, its PostgreSQL and this client."""
+
+        def used(process: psutil.Process) -> float:
+            times = process.cpu_times()
+            return times.user + times.system
+
+        postgres = 0.0
+        for process in psutil.process_iter(["name", "cmdline"]):
+            cmdline = " ".join(process.info["cmdline"] or [])
+            if process.info["name"] == "postgres" or str(self.root) in cmdline:
+                if process.pid != self.process.pid:
+                    with contextlib.suppress(psutil.Error):
+                        postgres += used(process)
+        return {
+            "server": used(psutil.Process(self.process.pid)),
+            "postgres": postgres,
+            "client": used(psutil.Process()),
+        }
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.sessions.kw["bind"].dispose()
+        stop_embedded_postgres()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("server exited during start")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server did not become healthy")
+
+
+async def bench(args: argparse.Namespace) -> int:
+    image = realistic_jpeg()
+    server = None
+    if args.url:
+        if not (args.device_id and args.device_key):
+            print("--url needs --device-id and --device-key", file=sys.stderr)
+            return 2
+        url = args.url
+        devices = [(args.device_id, args.device_key)]
+    else:
+        server = PrivateServer(args.devices)
+        url = f"http://127.0.0.1:{server.port}"
+        devices = server.devices
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    results = []
+    warm_stored = 0
+    try:
+        for fmt in ("multipart", "json"):
+            requests = [build_request(parts.netloc, k, d, image, fmt) for d, k in devices]
+            warm = Phase("warmup")
+            await run_phase(host, port, requests, WARMUP, args.concurrency, warm)
+            warm_stored += len(warm.latencies)
+            phase = Phase(fmt, image_bytes=len(image), wire_bytes=len(requests[0]))
+            cpu_before = server.cpu_seconds() if server else {}
+            await run_phase(host, port, requests, args.count, args.concurrency, phase)
+            if server:
+                cpu_after = server.cpu_seconds()
+                phase.cpu = {k: cpu_after[k] - cpu_before[k] for k in cpu_before}
+            results.append(phase.summary())
+        stored = server.stored_captures() if server else None
+    finally:
+        if server:
+            server.close()
+    multipart, as_json = results
+    report = {
+        "image_bytes": len(image),
+        "concurrency": args.concurrency,
+        "devices": len(devices),
+        "cpus": os.cpu_count(),
+        "results": results,
+        "multipart_over_json_uploads_per_s": round(
+            multipart["uploads_per_s"] / as_json["uploads_per_s"], 2
+        ),
+    }
+    if stored is not None:
+        expected = warm_stored + sum(r["uploads"] for r in results)
+        report["stored_rows"] = stored
+        report["stored_rows_ok"] = stored == expected
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench_upload.py", description=__doc__)
+    parser.add_argument("--count", type=int, default=3000, help="uploads per format")
+    parser.add_argument("--concurrency", type=int, default=32, help="keep-alive connections")
+    parser.add_argument("--devices", type=int, default=20, help="devices (private server)")
+    parser.add_argument("--url", help="an already running server instead of a private one")
+    parser.add_argument("--device-id", help="with --url: the device to upload as")
+    parser.add_argument("--device-key", help="with --url: that device's key")
+    return asyncio.run(bench(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
