@@ -41,17 +41,22 @@ async def request_manual_trigger(
 
     The device row is locked so concurrent requests cannot pass the open-trigger cap together.
     """
-    await session.execute(
-        sa.select(Device.device_id).where(Device.device_id == device.device_id).with_for_update()
+    open_manual = sa.and_(
+        Trigger.device_id == Device.device_id,
+        Trigger.trigger_type == TriggerType.MANUAL,
+        Trigger.status.in_(OPEN_TRIGGER_STATUSES),
+        Trigger.expires_at > sa.func.now(),
     )
-    open_count, first_expiry = (
+    # One round trip: lock, cap and presence (this route is on the push latency path).
+    open_count, first_expiry, online = (
         await session.execute(
-            sa.select(sa.func.count(), sa.func.min(Trigger.expires_at)).where(
-                Trigger.device_id == device.device_id,
-                Trigger.trigger_type == TriggerType.MANUAL,
-                Trigger.status.in_(OPEN_TRIGGER_STATUSES),
-                Trigger.expires_at > sa.func.now(),
+            sa.select(
+                sa.select(sa.func.count()).where(open_manual).scalar_subquery(),
+                sa.select(sa.func.min(Trigger.expires_at)).where(open_manual).scalar_subquery(),
+                is_connected(settings.keepalive_seconds),
             )
+            .where(Device.device_id == device.device_id)
+            .with_for_update(of=Device)
         )
     ).one()
     if open_count >= settings.max_open_manual_triggers:
@@ -62,18 +67,11 @@ async def request_manual_trigger(
             f"{settings.max_open_manual_triggers})",
             {"Retry-After": str(wait)},
         )
-    online = bool(
-        await session.scalar(
-            sa.select(is_connected(settings.keepalive_seconds)).where(
-                Device.device_id == device.device_id
-            )
-        )
-    )
     ttl = timedelta(seconds=ttl_seconds or settings.manual_trigger_ttl_seconds)
     trigger = await create_trigger(
         session, device.device_id, TriggerType.MANUAL, ttl, label=label, requested_by=user.user_id
     )
-    return trigger, online
+    return trigger, bool(online)
 
 
 def _org_triggers(user: User) -> sa.Select[tuple[Trigger]]:

@@ -1,0 +1,340 @@
+"""Benchmark command push: N idle SSE streams, manual triggers at a steady rate, latency/RSS/CPU.
+
+    python scripts/bench_push.py [--devices 2000] [--rate 100] [--duration 20]
+    python scripts/bench_push.py --url http://127.0.0.1:8000   # a running server (see below)
+
+Without --url it starts `python -m cloud` itself on a fresh database (on `DATABASE_URL`'s
+server, else an embedded PostgreSQL in a temporary directory), keepalive 15 s, scheduler off.
+With --url, DATABASE_URL must name that server's database and VISANT_SECRET_KEY its secret
+(devices and a user token are written straight into the database), and --server-pid lets the
+script read the server's RSS and CPU. Devices have acknowledged their config, so a stream
+carries only the triggers fired here. Latency is from just before the trigger API call to the
+event's `id:` line read by this process; both clocks are this process's `perf_counter`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python scripts/x.py`: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+import psycopg2  # noqa: E402
+import psycopg2.extras  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from cloud.database_url import start_embedded_postgres, stop_embedded_postgres, sync_url  # noqa: E402
+from cloud.migrate import upgrade_to_head  # noqa: E402
+from cloud.security import DEVICE_KEY_PREFIX, USER_TOKEN_PREFIX, hash_secret, new_secret  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BENCH_SECRET = "bench-secret-key"  # noqa: S105 - the bench server's own throwaway secret
+CONNECT_CONCURRENCY = 64  # streams being opened at once
+SETTLE_SECONDS = 3.0  # idle time before reading RSS
+DRAIN_SECONDS = 5.0  # wait for late events after the last trigger
+API_CONNECTIONS = 256  # keep-alive connections used to fire triggers (never the bottleneck)
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def _dsn(url: str) -> str:
+    return sync_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def fresh_database(server_url: str) -> str:
+    name = f"visant_bench_{uuid.uuid4().hex[:8]}"
+    connection = psycopg2.connect(_dsn(server_url))
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def create_fleet(url: str, count: int, secret: str) -> tuple[str, list[tuple[str, str]]]:
+    """An org, a user token and `count` devices (config acknowledged); returns token, devices."""
+    connection = psycopg2.connect(_dsn(url))
+    org_id, user_id = str(uuid.uuid4()), str(uuid.uuid4())
+    token = new_secret(USER_TOKEN_PREFIX)
+    tag = uuid.uuid4().hex[:6]
+    devices = [(f"BENCH_{tag}_{i:05d}", new_secret(DEVICE_KEY_PREFIX)) for i in range(count)]
+    with connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO orgs (org_id, name) VALUES (%s, %s)", (org_id, f"bench-{tag}"))
+        cursor.execute(
+            "INSERT INTO users (user_id, org_id, email, password_hash, role, is_active) "
+            "VALUES (%s, %s, %s, 'x', 'admin', true)",
+            (user_id, org_id, f"bench-{tag}@example.test"),
+        )
+        cursor.execute(
+            "INSERT INTO user_tokens (token_id, user_id, token_hash, expires_at) "
+            "VALUES (%s, %s, %s, %s)",
+            (
+                str(uuid.uuid4()),
+                user_id,
+                hash_secret(token, secret),
+                datetime.now(UTC) + timedelta(days=1),
+            ),
+        )
+        psycopg2.extras.execute_values(
+            cursor,
+            "INSERT INTO devices (device_id, org_id, status, config, config_version, "
+            "reported_config_version, key_hash, key_prefix) VALUES %s",
+            [(d, org_id, "active", "{}", 1, 1, hash_secret(k, secret), k[:12]) for d, k in devices],
+            page_size=1000,
+        )
+    connection.close()
+    return token, devices
+
+
+class StreamClient:
+    """N raw-socket SSE readers on one event loop: the cheapest client we can write."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.received: dict[str, float] = {}
+        self.opened = 0
+        self.failed = 0
+        self.ended = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def open_all(self, devices: list[tuple[str, str]]) -> None:
+        limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        ready = [asyncio.get_running_loop().create_future() for _ in devices]
+        for (device_id, key), future in zip(devices, ready, strict=True):
+            self._tasks.append(asyncio.create_task(self._read(device_id, key, limit, future)))
+        await asyncio.gather(*ready)
+
+    async def _read(
+        self, device_id: str, key: str, limit: asyncio.Semaphore, ready: asyncio.Future[None]
+    ) -> None:
+        try:
+            async with limit:
+                reader, writer = await asyncio.open_connection(self.host, self.port, limit=2**16)
+                writer.write(
+                    f"GET /v1/devices/{device_id}/commands HTTP/1.1\r\nHost: {self.host}\r\n"
+                    f"Authorization: Bearer {key}\r\nAccept: text/event-stream\r\n\r\n".encode()
+                )
+                status = await asyncio.wait_for(reader.readline(), 60)
+                if b" 200 " not in status:
+                    raise ConnectionError(status.decode(errors="replace").strip())
+                self.opened += 1
+        except Exception:  # noqa: BLE001 - counted and reported
+            self.failed += 1
+            ready.set_result(None)
+            return
+        ready.set_result(None)
+        try:
+            while line := await reader.readline():
+                if line.startswith(b"id: "):
+                    self.received.setdefault(line[4:].strip().decode(), time.perf_counter())
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.ended += 1
+            writer.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def fire(
+    base_url: str, token: str, devices: list[tuple[str, str]], rate: float, duration: float
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Fire manual triggers at `rate`/s for `duration` s; returns start times and API statuses."""
+    started: dict[str, float] = {}
+    statuses: dict[str, int] = {}
+    answered: list[float] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(
+        max_connections=API_CONNECTIONS, max_keepalive_connections=API_CONNECTIONS
+    )
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+
+        async def one(index: int) -> None:
+            device_id = devices[index % len(devices)][0]
+            began = time.perf_counter()
+            try:
+                response = await client.post(
+                    f"/v1/devices/{device_id}/trigger", json={}, headers=headers
+                )
+                body = response.json()
+                key = body.get("status", str(response.status_code))
+                if "trigger_id" in body:
+                    started[body["trigger_id"]] = began
+                    answered.append((time.perf_counter() - began) * 1000)
+            except httpx.HTTPError as exc:
+                key = type(exc).__name__
+            statuses[key] = statuses.get(key, 0) + 1
+
+        total = int(rate * duration)
+        tasks = []
+        origin = time.perf_counter()
+        for index in range(total):
+            delay = origin + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(index)))
+        await asyncio.gather(*tasks)
+    if answered:
+        p50, p99 = percentile(answered, 0.5), percentile(answered, 0.99)
+        print(f"trigger API response time (ms): p50 {p50:.1f}  p99 {p99:.1f}")
+    return started, statuses
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def start_server(database_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "VISANT_SECRET_KEY": BENCH_SECRET,
+        "VISANT_SCHEDULER_ENABLED": "false",
+        "VISANT_LOG_LEVEL": "WARNING",
+        "VISANT_DATA_DIR": str(log.parent / "data"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cloud", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited: {log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit("server did not become healthy")
+
+
+async def bench(
+    args: argparse.Namespace, base_url: str, database_url: str, pid: int | None
+) -> None:
+    server = psutil.Process(pid) if pid else None
+    me = psutil.Process()
+    token, devices = create_fleet(database_url, args.devices, args.secret)
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:  # warm the routes
+        await client.get("/v1/devices/connected", headers={"Authorization": f"Bearer {token}"})
+    await asyncio.sleep(1)
+    rss_before = server.memory_info().rss if server else 0
+    url = httpx.URL(base_url)
+    streams = StreamClient(url.host, url.port or 80)
+    began = time.perf_counter()
+    await streams.open_all(devices)
+    connect_seconds = time.perf_counter() - began
+    print(f"streams: {streams.opened} open, {streams.failed} failed in {connect_seconds:.1f} s")
+    await asyncio.sleep(SETTLE_SECONDS)
+    rss_after = server.memory_info().rss if server else 0
+    server_cpu = sum(server.cpu_times()[:2]) if server else 0.0
+    my_cpu = sum(me.cpu_times()[:2])
+    wall = time.perf_counter()
+    started, statuses = await fire(
+        base_url, token, devices[: streams.opened], args.rate, args.duration
+    )
+    fire_wall = time.perf_counter() - wall
+    for _ in range(int(DRAIN_SECONDS / 0.1)):  # late events: poll the readers' dict
+        if set(started) <= set(streams.received):
+            break
+        await asyncio.sleep(0.1)
+    server_cpu = (sum(server.cpu_times()[:2]) - server_cpu) if server else 0.0
+    my_cpu = sum(me.cpu_times()[:2]) - my_cpu
+    latencies = [
+        (streams.received[tid] - t0) * 1000
+        for tid, t0 in started.items()
+        if tid in streams.received
+    ]
+    lost = len(started) - len(latencies)
+    print(
+        f"triggers: {len(started)} fired at {args.rate}/s over {fire_wall:.1f} s; "
+        f"API statuses {statuses}"
+    )
+    print(f"delivered: {len(latencies)}  lost: {lost}")
+    if latencies:
+        p50, p95, p99 = (percentile(latencies, f) for f in (0.50, 0.95, 0.99))
+        print(
+            f"latency API call -> event (ms): p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  "
+            f"max {max(latencies):.1f}  mean {statistics.fmean(latencies):.1f}"
+        )
+    if server:
+        per_stream = (rss_after - rss_before) / max(streams.opened, 1) / 1024
+        print(
+            f"server RSS: {rss_before / 2**20:.0f} MiB before streams, {rss_after / 2**20:.0f} MiB "
+            f"with {streams.opened} idle streams -> {per_stream:.1f} KiB per idle stream"
+        )
+        print(f"server CPU while firing: {100 * server_cpu / fire_wall:.0f}% of one core")
+    print(f"load generator CPU while firing: {100 * my_cpu / fire_wall:.0f}% of one core")
+    await streams.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=2000, help="idle streams to open")
+    parser.add_argument("--rate", type=float, default=100.0, help="manual triggers per second")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of firing")
+    parser.add_argument("--url", help="a running server instead of starting one")
+    parser.add_argument("--server-pid", type=int, help="with --url: the server's pid (RSS, CPU)")
+    args = parser.parse_args()
+    args.secret = os.environ.get("VISANT_SECRET_KEY", BENCH_SECRET) if args.url else BENCH_SECRET
+    print(f"file descriptor limit raised to {raise_fd_limit()}")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    if args.url:
+        database_url = os.environ.get("DATABASE_URL")
+        if not database_url:
+            raise SystemExit("--url needs DATABASE_URL (the server's database)")
+        asyncio.run(bench(args, args.url, database_url, args.server_pid))
+        return 0
+    server_url = os.environ.get("DATABASE_URL")
+    embedded = not server_url
+    workdir = Path(tempfile.mkdtemp(prefix="visant-bench-push-"))
+    if embedded:
+        server_url = start_embedded_postgres(workdir / "pg")
+    process = None
+    try:
+        database_url = fresh_database(server_url)
+        upgrade_to_head(database_url)
+        port = 18000 + os.getpid() % 1000
+        process = start_server(database_url, port, workdir / "server.log")
+        print(f"server pid {process.pid} on port {port}; database {database_url}", flush=True)
+        asyncio.run(bench(args, f"http://127.0.0.1:{port}", database_url, process.pid))
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+        if embedded:
+            stop_embedded_postgres()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
