@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -23,6 +24,13 @@ class Detection(StrictBody):
     confidence: float = Field(ge=0, le=1)
     box: list[float] = Field(min_length=4, max_length=4)
 
+    @field_validator("label")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
     @field_validator("box")
     @classmethod
     def _ordered_finite_box(cls, box: list[float]) -> list[float]:
@@ -43,6 +51,21 @@ class CaptureMetadata(StrictBody):
     trigger_label: str | None = Field(default=None, max_length=200)
     metadata: dict[str, Any] = Field(default_factory=dict)
     detections: list[Detection] = Field(default_factory=list, max_length=MAX_DETECTIONS)
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # PostgreSQL's jsonb refuses NUL characters: a 422 here instead of a failed INSERT.
+        if "\\u0000" in json.dumps(value):
+            raise ValueError("metadata must not contain NUL characters")
+        return value
+
+    @field_validator("trigger_label")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
     @field_validator("captured_at")
     @classmethod

@@ -19,6 +19,7 @@ MULTIPART = "multipart/form-data"
 JSON = "application/json"
 IMAGE_PART = "image"
 METADATA_PART = "metadata"
+MAX_METADATA_BYTES = 1024 * 1024  # 1000 detections and free-form metadata fit in far less
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ async def _read_multipart(request: Request, limit: int) -> UploadBody:
         limited_stream(request, limit),
         max_files=1,
         max_fields=4,
-        max_part_size=limit,
+        max_part_size=MAX_METADATA_BYTES,  # text parts only; the image part is a file
     )
     try:
         form = await parser.parse()

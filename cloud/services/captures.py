@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.api.deps import authenticate_device
@@ -122,6 +123,7 @@ async def ingest_capture(
 ) -> IngestResult:
     """Store a capture once; the same trigger_id again returns the first record unchanged."""
     written_key: str | None = None
+    write: asyncio.Future[str] | None = None
     try:
         async with session_factory() as session, session.begin():
             device = await authenticate_device(metadata.device_id, credentials, session, settings)
@@ -140,8 +142,13 @@ async def ingest_capture(
             key = snapshot_key(device.device_id, record_id, now, info.format.extension)
             detections = [d.model_dump() for d in metadata.detections]
             evaluation_status, evaluation_result = evaluation_of(device, detections, info, now)
-            digest = await asyncio.to_thread(_store_snapshot, store, key, image, info.content_type)
+            # Shielded: if this request is cancelled mid-write, the thread still finishes and
+            # the except below waits for it before deleting, so no file is left behind.
+            write = asyncio.ensure_future(
+                asyncio.to_thread(_store_snapshot, store, key, image, info.content_type)
+            )
             written_key = key
+            digest = await asyncio.shield(write)
             values = {
                 "record_id": record_id,
                 "device_id": device.device_id,
@@ -162,9 +169,13 @@ async def ingest_capture(
                 "height": info.height,
                 "sha256": digest,
             }
-            await session.execute(_insert_statement(values, trigger, now))
+            try:
+                await session.execute(_insert_statement(values, trigger, now))
+            except IntegrityError as exc:  # the device (and its triggers) deleted meanwhile
+                raise ApiError(409, "capture conflicts with a concurrent change") from exc
     except BaseException:
-        if written_key is not None:
+        if write is not None and written_key is not None:
+            await asyncio.wait([write])
             await _discard_snapshot(store, written_key)
         raise
     logger.debug(

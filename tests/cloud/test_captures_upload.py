@@ -9,7 +9,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.config import Settings
-from cloud.models import Capture, EvaluationStatus, Trigger, TriggerStatus, TriggerType
+from cloud.models import (
+    Capture,
+    Device,
+    EvaluationStatus,
+    Trigger,
+    TriggerStatus,
+    TriggerType,
+)
+from cloud.storage import FilesystemStore
 from tests.cloud.capture_support import (
     capture_metadata,
     jpeg_bytes,
@@ -196,3 +204,60 @@ def test_concurrent_duplicate_uploads_store_one_capture(
     with db() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Capture)) == 1
     assert len(_snapshot_files(settings)) == 1
+
+
+class _DeletesDeviceOnPut:
+    """A store whose write succeeds while the device is deleted underneath the upload."""
+
+    def __init__(self, inner: FilesystemStore, db: sessionmaker[Session], device_id: str):
+        self.inner, self.db, self.device_id = inner, db, device_id
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.inner.put(key, data, content_type)
+        with self.db() as session:
+            session.execute(sa.delete(Device).where(Device.device_id == self.device_id))
+            session.commit()
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def url_or_path(self, key: str) -> str:
+        return self.inner.url_or_path(key)
+
+
+def test_failed_transaction_leaves_no_orphaned_file(
+    live_server: LiveServer, factory: Factory, db: sessionmaker[Session], settings: Settings
+) -> None:
+    device = factory.device()
+    assert live_server.app is not None
+    live_server.app.state.snapshot_store = _DeletesDeviceOnPut(
+        FilesystemStore(settings.snapshots_dir), db, device.device_id
+    )
+    with live_server.client() as client:
+        response = upload_multipart(
+            client, device.headers, capture_metadata(device.device_id), jpeg_bytes()
+        )
+    assert response.status_code == 409
+    assert _snapshot_files(settings) == []
+
+
+def test_nul_characters_are_422_not_a_failed_insert(
+    live_server: LiveServer, factory: Factory
+) -> None:
+    device = factory.device()
+    bad = [
+        {"metadata": {"note": "a\u0000b"}},
+        {"trigger_label": "x\u0000"},
+        {"detections": [{"label": "p\u0000", "confidence": 0.5, "box": [0, 0, 1, 1]}]},
+    ]
+    with live_server.client() as client:
+        codes = [
+            upload_multipart(
+                client, device.headers, capture_metadata(device.device_id, **fields), jpeg_bytes()
+            ).status_code
+            for fields in bad
+        ]
+    assert codes == [422, 422, 422]
