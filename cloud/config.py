@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     stream_retry_ms: int = Field(default=5000, ge=100)
     stream_send_timeout_seconds: float = Field(default=10.0, gt=0)
     stream_queue_size: int = Field(default=64, ge=1)
+    stream_opens_per_device_per_minute: int = Field(default=30, ge=1)
     manual_trigger_ttl_seconds: int = Field(default=300, ge=1)
     scheduled_trigger_ttl_seconds: int = Field(default=300, ge=1)
     max_open_manual_triggers: int = Field(default=50, ge=1)

@@ -30,6 +30,8 @@ DISCONNECTED_REASON = "client disconnected"
 TOO_SLOW_REASON = "client too slow"
 FLUSH_RETRY_SECONDS = 0.5  # pause after a failed flush before trying again
 DB_STEP_TIMEOUT = 10.0  # seconds; bounds each bookkeeping transaction
+FINAL_STEP_TIMEOUT = 3.0  # seconds; bounds each database step of stop()
+OPEN_WINDOW_SECONDS = 60.0  # the window of `stream_opens_per_device_per_minute`
 
 
 class LocalStream:
@@ -69,6 +71,7 @@ class CommandHub:
         self._dirty = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._opens: dict[str, tuple[float, int]] = {}  # device_id -> (window start, opens)
         self._listener = PgListener(
             app.state.engine,
             (COMMANDS_CHANNEL, delivery.DELIVERED_CHANNEL, delivery.PRESENCE_CHANNEL),
@@ -107,16 +110,30 @@ class CommandHub:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(Exception):
-            await self._flush_once()
         try:
-            async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
+            async with asyncio.timeout(FINAL_STEP_TIMEOUT):
+                await self._flush_once()
+        except Exception:  # noqa: BLE001 - sent marks are lost; the replay resends those
+            logger.warning("last delivery records not written at stop")
+        try:
+            async with asyncio.timeout(FINAL_STEP_TIMEOUT), self._sessions() as session:
                 await delivery.unregister_instance(session, self.instance_id)
                 await session.commit()
         except Exception:  # noqa: BLE001 - the reaper removes a row we could not
             logger.warning("could not remove instance %s; the reaper will", self.instance_id)
 
     # -- streams -----------------------------------------------------------------------------
+    def allow_open(self, device_id: str) -> float | None:
+        """None when the device may open a stream now, else the seconds until it may."""
+        now = asyncio.get_running_loop().time()
+        start, opens = self._opens.get(device_id, (now, 0))
+        if now - start >= OPEN_WINDOW_SECONDS:
+            start, opens = now, 0
+        if opens >= self._settings.stream_opens_per_device_per_minute:
+            return start + OPEN_WINDOW_SECONDS - now
+        self._opens[device_id] = (start, opens + 1)
+        return None
+
     def open_stream(self, device_id: str) -> LocalStream:
         """Register a new stream for the device; an older local stream is closed."""
         stream = LocalStream(device_id, self._settings.stream_queue_size)
@@ -271,6 +288,10 @@ class CommandHub:
                 logger.exception("heartbeat of instance %s failed", self.instance_id)
 
     async def _heartbeat_once(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for device_id, (start, _) in list(self._opens.items()):
+            if now - start >= OPEN_WINDOW_SECONDS:
+                del self._opens[device_id]
         async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
             alive = await delivery.heartbeat(session, self.instance_id, self.connected_here())
             if not alive:

@@ -17,6 +17,7 @@ CONNECT_TIMEOUT = 10.0  # seconds
 PING_TIMEOUT = 5.0  # seconds
 BACKOFF_FIRST = 0.2  # seconds
 BACKOFF_MAX = 10.0  # seconds
+STOP_GRACE = 2.0  # seconds a stop waits for a connect or ping in flight
 LISTENER_APPLICATION_NAME = "visant-listener"  # visible in pg_stat_activity
 
 NotificationHandler = Callable[[str, str], None]
@@ -56,10 +57,16 @@ class PgListener:
             await asyncio.wait_for(self._ready.wait(), ready_timeout)
 
     async def stop(self) -> None:
-        """Idempotent; returns when the loop has exited."""
+        """Idempotent; returns when the loop has exited (a connect in flight is cancelled)."""
         self._stop.set()
-        if self._task is not None:
-            await self._task
+        if self._task is None or self._task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     async def _run(self) -> None:
         backoff = BACKOFF_FIRST

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import FastAPI
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +29,11 @@ async def open_device_stream(
         raise ApiError(503, "server shutting down", {"Retry-After": SHUTDOWN_RETRY_AFTER})
     async with app.state.session_factory() as session:
         device = await authenticate_device(device_id, credentials, session, app.state.settings)
+        wait = hub.allow_open(device.device_id)
+        if wait is not None:
+            raise ApiError(
+                429, "too many streams opened by this device", {"Retry-After": str(math.ceil(wait))}
+            )
         stream = hub.open_stream(device.device_id)
         try:
             backlog = await backlog_envelopes(session, device)

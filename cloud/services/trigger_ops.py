@@ -18,6 +18,7 @@ from cloud.services.presence import is_connected
 from cloud.services.triggers import create_trigger
 
 CANCELLED_ERROR = "cancelled by user"
+MANUAL_CAP_LOCK = 0x7653  # advisory lock namespace ("vS") of the per-device manual-trigger cap
 
 
 @dataclass(frozen=True)
@@ -39,24 +40,29 @@ async def request_manual_trigger(
 ) -> tuple[Trigger, bool]:
     """Store a manual trigger (caller commits); also says whether the device is online now.
 
-    The device row is locked so concurrent requests cannot pass the open-trigger cap together.
+    A per-device advisory lock (held to commit) keeps concurrent requests from passing the
+    cap together. Not a row lock: the hub's heartbeat updates `devices.last_seen_at` of every
+    connected device, and trigger requests must not queue behind it.
     """
+    await session.execute(
+        sa.select(
+            sa.func.pg_advisory_xact_lock(MANUAL_CAP_LOCK, sa.func.hashtext(device.device_id))
+        )
+    )
     open_manual = sa.and_(
         Trigger.device_id == Device.device_id,
         Trigger.trigger_type == TriggerType.MANUAL,
         Trigger.status.in_(OPEN_TRIGGER_STATUSES),
         Trigger.expires_at > sa.func.now(),
     )
-    # One round trip: lock, cap and presence (this route is on the push latency path).
+    # A statement after the lock, so its snapshot sees triggers committed while we waited.
     open_count, first_expiry, online = (
         await session.execute(
             sa.select(
                 sa.select(sa.func.count()).where(open_manual).scalar_subquery(),
                 sa.select(sa.func.min(Trigger.expires_at)).where(open_manual).scalar_subquery(),
                 is_connected(settings.keepalive_seconds),
-            )
-            .where(Device.device_id == device.device_id)
-            .with_for_update(of=Device)
+            ).where(Device.device_id == device.device_id)
         )
     ).one()
     if open_count >= settings.max_open_manual_triggers:

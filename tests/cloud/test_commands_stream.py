@@ -268,3 +268,18 @@ def test_stream_is_refused_with_json_errors(live_server: LiveServer, factory: Fa
             response = client.get(path, headers=headers)
             assert response.status_code == expected, (path, headers, response.text)
             assert isinstance(response.json()["detail"], str)
+
+
+def test_stream_opens_beyond_the_per_device_limit_are_429(
+    start_server: Callable[..., LiveServer], factory: Factory
+) -> None:
+    server = start_server(stream_opens_per_device_per_minute=2)
+    device = factory.device(reported_config_version=1)
+    poll = f"/v1/devices/{device.device_id}/commands/poll"
+    with server.client() as client:
+        for _ in range(2):
+            assert client.get(poll, params={"wait": 0}, headers=device.headers).status_code == 200
+        refused = client.get(poll, params={"wait": 0}, headers=device.headers)
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert refused.json()["detail"] == "too many streams opened by this device"

@@ -129,7 +129,7 @@ def test_trigger_listing_filters_and_pages(live_server: LiveServer, factory: Fac
         ).json()["triggers"]
         assert [t["trigger_id"] for t in failed] == [ids[0]]
         none_yet = client.get(
-            "/v1/triggers", params={"since": "2999-01-01T00:00:00Z"}, headers=user.headers
+            "/v1/triggers", params={"since": "2999-01-01T00:00:00"}, headers=user.headers
         ).json()["triggers"]
         assert none_yet == []
 
