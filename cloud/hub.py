@@ -84,11 +84,15 @@ class CommandHub:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        async with self._sessions() as session:
-            await delivery.register_instance(
-                session, self.instance_id, socket.gethostname(), os.getpid()
-            )
-            await session.commit()
+        """Register and listen; with the database down it still starts (the loops retry)."""
+        try:
+            async with asyncio.timeout(FINAL_STEP_TIMEOUT), self._sessions() as session:
+                await delivery.register_instance(
+                    session, self.instance_id, socket.gethostname(), os.getpid()
+                )
+                await session.commit()
+        except Exception as exc:  # noqa: BLE001 - /health must still answer 503
+            logger.warning("instance not registered yet (%s); the heartbeat retries", exc)
         await self._listener.start()
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="hub-flush"),

@@ -51,7 +51,7 @@ class PgListener:
         self.connects = 0
 
     async def start(self, ready_timeout: float = CONNECT_TIMEOUT) -> None:
-        """Start listening; returns once the first connection listens (or after the timeout)."""
+        """Start listening; returns after the first connection attempt (or the timeout)."""
         self._task = asyncio.create_task(self._run(), name="visant-listener")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ready.wait(), ready_timeout)
@@ -82,6 +82,7 @@ class PgListener:
                 await self._watch(connection)
             except Exception as exc:  # noqa: BLE001 - a database error must not end listening
                 logger.warning("listener connection failed: %s; retrying in %.1fs", exc, backoff)
+                self._ready.set()  # start() returns after the first attempt, failed or not
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:

@@ -6,7 +6,7 @@ import math
 
 from fastapi import FastAPI
 from fastapi.security import HTTPAuthorizationCredentials
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from cloud.api.deps import authenticate_device
 from cloud.errors import ApiError
@@ -45,6 +45,11 @@ async def open_device_stream(
             _abandon(hub, stream)
             raise ApiError(
                 503, "server instance re-registering", {"Retry-After": SHUTDOWN_RETRY_AFTER}
+            ) from exc
+        except (DBAPIError, OSError, TimeoutError) as exc:
+            _abandon(hub, stream)
+            raise ApiError(
+                503, "database unavailable", {"Retry-After": SHUTDOWN_RETRY_AFTER}
             ) from exc
         except BaseException:
             _abandon(hub, stream)
