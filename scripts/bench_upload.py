@@ -240,12 +240,13 @@ class PrivateServer:
             return times.user + times.system
 
         postgres = 0.0
-        for process in psutil.process_iter(["name", "cmdline"]):
-            cmdline = " ".join(process.info["cmdline"] or [])
-            if process.info["name"] == "postgres" or str(self.root) in cmdline:
-                if process.pid != self.process.pid:
-                    with contextlib.suppress(psutil.Error):
-                        postgres += used(process)
+        pgdata = str(self.root / "pgdata")
+        for process in psutil.process_iter(["cmdline"]):
+            if pgdata in " ".join(process.info["cmdline"] or []):
+                with contextlib.suppress(psutil.Error):  # the postmaster and its backends
+                    family = [process, *process.children(recursive=True)]
+                    postgres = sum(used(member) for member in family)
+                break
         return {
             "server": used(psutil.Process(self.process.pid)),
             "postgres": postgres,

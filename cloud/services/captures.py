@@ -86,29 +86,26 @@ async def _lock_trigger(
     return trigger, None
 
 
-def _insert_statement(values: dict[str, Any], trigger: Trigger | None, now: datetime) -> Any:
-    """INSERT the capture; with a trigger, the same statement moves it to executed.
-
-    Core statements on the tables (not ORM bulk inserts): the ORM's per-call bookkeeping was
-    a visible share of an upload's CPU time in profiles.
-    """
-    captures = Capture.__table__
-    insert = captures.insert().values(values)
-    if trigger is None:
-        return insert
-    new_capture = insert.returning(captures.c.record_id).cte("new_capture")
-    triggers = Trigger.__table__
-    return (
-        triggers.update()
-        .where(triggers.c.trigger_id == trigger.trigger_id)
-        .values(
-            status=TriggerStatus.EXECUTED,
-            executed_at=now,
-            finished_at=now,
-            capture_id=sa.select(new_capture.c.record_id).scalar_subquery(),
-        )
-        .add_cte(new_capture)
+_CAPTURES = Capture.__table__
+_TRIGGERS = Trigger.__table__
+# Built once with bind parameters: per upload SQLAlchemy only binds values (building the
+# statement per call was a visible share of an upload's CPU time in profiles).
+_INSERT_CAPTURE = _CAPTURES.insert().values(
+    {column: sa.bindparam(f"c_{column.name}", type_=column.type) for column in _CAPTURES.columns}
+)
+_NEW_CAPTURE = _INSERT_CAPTURE.returning(_CAPTURES.c.record_id).cte("new_capture")
+# The capture and its trigger's move to executed in one statement (one round trip).
+_INSERT_CAPTURE_CLOSE_TRIGGER = (
+    _TRIGGERS.update()
+    .where(_TRIGGERS.c.trigger_id == sa.bindparam("c_trigger_id"))
+    .values(
+        status=TriggerStatus.EXECUTED,
+        executed_at=sa.bindparam("c_received_at"),
+        finished_at=sa.bindparam("c_received_at"),
+        capture_id=sa.select(_NEW_CAPTURE.c.record_id).scalar_subquery(),
     )
+    .add_cte(_NEW_CAPTURE)
+)
 
 
 async def ingest_capture(
@@ -170,7 +167,8 @@ async def ingest_capture(
                 "sha256": digest,
             }
             try:
-                await session.execute(_insert_statement(values, trigger, now))
+                statement = _INSERT_CAPTURE if trigger is None else _INSERT_CAPTURE_CLOSE_TRIGGER
+                await session.execute(statement, {f"c_{k}": v for k, v in values.items()})
             except IntegrityError as exc:  # the device (and its triggers) deleted meanwhile
                 raise ApiError(409, "capture conflicts with a concurrent change") from exc
     except BaseException:
