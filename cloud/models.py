@@ -215,6 +215,8 @@ class Capture(Base):
     __table_args__ = (
         sa.Index("ix_captures_device_captured", "device_id", "captured_at"),
         sa.Index("ix_captures_received_at", "received_at"),
+        # Keyset pages of GET /v1/captures: newest first by (captured_at, record_id).
+        sa.Index("ix_captures_captured_record", "captured_at", "record_id"),
     )
 
     record_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
