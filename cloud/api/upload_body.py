@@ -6,13 +6,14 @@ import base64
 import binascii
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from cloud.capture_schemas import CaptureJsonBody, CaptureMetadata
+from cloud.capture_schemas import CaptureAccepted, CaptureJsonBody, CaptureMetadata
 from cloud.errors import ApiError
 
 MULTIPART = "multipart/form-data"
@@ -20,6 +21,45 @@ JSON = "application/json"
 IMAGE_PART = "image"
 METADATA_PART = "metadata"
 MAX_METADATA_BYTES = 1024 * 1024  # 1000 detections and free-form metadata fit in far less
+
+
+# OpenAPI description of the two body formats (the route reads the body itself).
+UPLOAD_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image", "metadata"],
+                "properties": {
+                    "image": {"type": "string", "format": "binary", "description": "JPEG/PNG"},
+                    "metadata": {
+                        "type": "string",
+                        "description": "JSON: device_id, trigger_id, captured_at, "
+                        "trigger_label, metadata, detections",
+                    },
+                },
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "description": "The metadata fields plus image_base64 (the seed's format)",
+            }
+        },
+    },
+}
+UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": CaptureAccepted, "description": "Same trigger_id uploaded before"},
+    401: {"description": "Missing or invalid device key"},
+    403: {"description": "Key of another device, or device suspended"},
+    404: {"description": "Unknown device, or trigger unknown / of another device"},
+    409: {"description": "Trigger terminal without a capture (expired, failed...)"},
+    413: {"description": "Body, image bytes or image pixels over the limit"},
+    415: {"description": "Body not multipart/JSON, or image not JPEG/PNG"},
+    422: {"description": "Malformed metadata, detections, base64, image header"},
+    429: {"description": "Too many uploads from this device (Retry-After)"},
+}
 
 
 @dataclass(frozen=True)

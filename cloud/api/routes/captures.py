@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.api.capture_deps import LimiterDep, StoreDep
 from cloud.api.deps import Credentials, CurrentUser, SessionDep
-from cloud.api.upload_body import read_upload
+from cloud.api.upload_body import UPLOAD_REQUEST_BODY, UPLOAD_RESPONSES, read_upload
 from cloud.capture_schemas import CaptureAccepted, CaptureList, CaptureOut
 from cloud.config import Settings
 from cloud.errors import ApiError
@@ -32,7 +32,8 @@ IMAGE_CACHE_CONTROL = "private, max-age=86400, immutable"  # a record's image ne
     "",
     response_model=CaptureAccepted,
     status_code=201,
-    responses={200: {"model": CaptureAccepted, "description": "Same trigger uploaded before"}},
+    responses=UPLOAD_RESPONSES,
+    openapi_extra={"requestBody": UPLOAD_REQUEST_BODY},
 )
 async def upload_capture(
     request: Request, credentials: Credentials, store: StoreDep, limiter: LimiterDep
