@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -27,8 +28,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -44,8 +46,8 @@ import sqlalchemy as sa  # noqa: E402
 from cloud.database_url import start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from cloud.db import create_sync_session_factory  # noqa: E402
 from cloud.migrate import upgrade_to_head  # noqa: E402
-from cloud.models import Capture, Device, Org  # noqa: E402
-from cloud.security import DEVICE_KEY_PREFIX, hash_secret, new_secret  # noqa: E402
+from cloud.models import Capture, Device, Org, Trigger, TriggerStatus, TriggerType  # noqa: E402
+from cloud.security import DEVICE_KEY_PREFIX, hash_secret, new_secret, new_trigger_id  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENCH_SECRET = "bench-secret-key"  # noqa: S105 - the private bench server's own secret
@@ -104,10 +106,10 @@ def realistic_jpeg(target: int = TARGET_JPEG_BYTES) -> bytes:
     return best
 
 
-def _metadata(device_id: str) -> dict:
+def _metadata(device_id: str, trigger_id: str | None) -> dict:
     return {
         "device_id": device_id,
-        "trigger_id": None,
+        "trigger_id": trigger_id,
         "captured_at": datetime.now(UTC).isoformat(),
         "trigger_label": "bench",
         "metadata": {"bench": True},
@@ -115,36 +117,40 @@ def _metadata(device_id: str) -> dict:
     }
 
 
-def build_request(host: str, key: str, device_id: str, image: bytes, fmt: str) -> bytes:
-    """The full HTTP/1.1 request bytes of one upload."""
-    if fmt == "multipart":
-        boundary = uuid.uuid4().hex
-        body = (
-            (
+class RequestBuilder:
+    """HTTP/1.1 upload requests as byte pieces; the image (or its base64) is shared, not copied."""
+
+    def __init__(self, host: str, image: bytes) -> None:
+        self.host = host
+        self.image = image
+        self.encoded = base64.b64encode(image)
+
+    def build(self, key: str, device_id: str, fmt: str, trigger_id: str | None) -> list[bytes]:
+        metadata = json.dumps(_metadata(device_id, trigger_id))
+        if fmt == "multipart":
+            boundary = uuid.uuid4().hex
+            prefix = (
                 f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n'
-                f"{json.dumps(_metadata(device_id))}\r\n"
+                f"{metadata}\r\n"
                 f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
                 f'filename="capture.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
-            ).encode()
-            + image
-            + f"\r\n--{boundary}--\r\n".encode()
+            )
+            body = [prefix.encode(), self.image, f"\r\n--{boundary}--\r\n".encode()]
+            content_type = f"multipart/form-data; boundary={boundary}"
+        else:
+            body = [f'{metadata[:-1]}, "image_base64": "'.encode(), self.encoded, b'"}']
+            content_type = "application/json"
+        head = (
+            f"POST /v1/captures HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {sum(map(len, body))}\r\n\r\n"
         )
-        content_type = f"multipart/form-data; boundary={boundary}"
-    else:
-        document = _metadata(device_id) | {"image_base64": base64.b64encode(image).decode()}
-        body = json.dumps(document).encode()
-        content_type = "application/json"
-    head = (
-        f"POST /v1/captures HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
-        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+        return [head.encode(), *body]
 
 
 async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: list[bytes]
 ) -> int:
-    writer.write(request)
+    writer.writelines(request)
     await writer.drain()
     status = int((await reader.readline()).split()[1])
     length = 0
@@ -157,7 +163,12 @@ async def _exchange(
 
 
 async def run_phase(
-    host: str, port: int, requests: list[bytes], count: int, concurrency: int, phase: Phase
+    host: str,
+    port: int,
+    make_request: Callable[[int], list[bytes]],
+    count: int,
+    concurrency: int,
+    phase: Phase,
 ) -> None:
     """`count` uploads over `concurrency` keep-alive connections; fills `phase`."""
     remaining = iter(range(count))
@@ -166,10 +177,9 @@ async def run_phase(
         reader, writer = await asyncio.open_connection(host, port)
         try:
             for index in remaining:
+                request = make_request(index)
                 began = time.perf_counter()
-                status = await asyncio.wait_for(
-                    _exchange(reader, writer, requests[index % len(requests)]), REQUEST_TIMEOUT
-                )
+                status = await asyncio.wait_for(_exchange(reader, writer, request), REQUEST_TIMEOUT)
                 if status == 201:
                     phase.latencies.append(time.perf_counter() - began)
                 else:
@@ -199,10 +209,12 @@ class PrivateServer:
             "VISANT_SCHEDULER_ENABLED": "false",
             "VISANT_LOG_LEVEL": "WARNING",
         }
+        # The server's output goes to stderr: stdout carries only the JSON report.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cloud", "--port", str(self.port), "--data-dir", str(self.root)],
             cwd=PROJECT_ROOT,
             env=env,
+            stdout=sys.stderr,
         )
         _wait_healthy(f"http://127.0.0.1:{self.port}", self.process)
 
@@ -228,6 +240,37 @@ class PrivateServer:
             session.commit()
         return devices
 
+    def create_triggers(self, count: int) -> list[tuple[str, str, str]]:
+        """`count` sent triggers spread over the devices: (device_id, key, trigger_id)."""
+        now = datetime.now(UTC)
+        rows, plan = [], []
+        for index in range(count):
+            device_id, key = self.devices[index % len(self.devices)]
+            trigger_id = new_trigger_id()
+            plan.append((device_id, key, trigger_id))
+            rows.append(
+                {
+                    "trigger_id": trigger_id,
+                    "device_id": device_id,
+                    "trigger_type": TriggerType.MANUAL,
+                    "status": TriggerStatus.SENT,
+                    "scheduled_at": now,
+                    "sent_at": now,
+                    "expires_at": now + timedelta(hours=1),
+                }
+            )
+        with self.sessions() as session:
+            session.execute(sa.insert(Trigger.__table__), rows)
+            session.commit()
+        return plan
+
+    def executed_triggers(self) -> int:
+        with self.sessions() as session:
+            query = sa.select(sa.func.count()).where(
+                Trigger.status == TriggerStatus.EXECUTED, Trigger.capture_id.is_not(None)
+            )
+            return session.scalar(query) or 0
+
     def stored_captures(self) -> int:
         with self.sessions() as session:
             return session.scalar(sa.select(sa.func.count()).select_from(Capture)) or 0
@@ -243,9 +286,10 @@ class PrivateServer:
         pgdata = str(self.root / "pgdata")
         for process in psutil.process_iter(["cmdline"]):
             if pgdata in " ".join(process.info["cmdline"] or []):
-                with contextlib.suppress(psutil.Error):  # the postmaster and its backends
-                    family = [process, *process.children(recursive=True)]
-                    postgres = sum(used(member) for member in family)
+                with contextlib.suppress(psutil.Error):  # postmaster, live and exited backends
+                    own = process.cpu_times()
+                    postgres = used(process) + own.children_user + own.children_system
+                    postgres += sum(used(child) for child in process.children(recursive=True))
                 break
         return {
             "server": used(psutil.Process(self.process.pid)),
@@ -300,20 +344,36 @@ async def bench(args: argparse.Namespace) -> int:
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     results = []
     warm_stored = 0
+    builder = RequestBuilder(parts.netloc, image)
     try:
         for fmt in ("multipart", "json"):
-            requests = [build_request(parts.netloc, k, d, image, fmt) for d, k in devices]
+            if args.triggers and server:
+                plan = server.create_triggers(WARMUP + args.count)
+
+                def make_request(
+                    index: int, fmt: str = fmt, plan: list = plan, offset: int = 0
+                ) -> list[bytes]:
+                    device_id, key, trigger_id = plan[offset + index]
+                    return builder.build(key, device_id, fmt, trigger_id)
+
+                warm_request = make_request
+                measured_request = functools.partial(make_request, offset=WARMUP)
+            else:
+                prebuilt = [builder.build(k, d, fmt, None) for d, k in devices]
+                warm_request = measured_request = lambda i, p=prebuilt: p[i % len(p)]
             warm = Phase("warmup")
-            await run_phase(host, port, requests, WARMUP, args.concurrency, warm)
+            await run_phase(host, port, warm_request, WARMUP, args.concurrency, warm)
             warm_stored += len(warm.latencies)
-            phase = Phase(fmt, image_bytes=len(image), wire_bytes=len(requests[0]))
+            wire = sum(map(len, measured_request(0)))
+            phase = Phase(fmt, image_bytes=len(image), wire_bytes=wire)
             cpu_before = server.cpu_seconds() if server else {}
-            await run_phase(host, port, requests, args.count, args.concurrency, phase)
+            await run_phase(host, port, measured_request, args.count, args.concurrency, phase)
             if server:
                 cpu_after = server.cpu_seconds()
                 phase.cpu = {k: cpu_after[k] - cpu_before[k] for k in cpu_before}
             results.append(phase.summary())
         stored = server.stored_captures() if server else None
+        executed = server.executed_triggers() if server else None
     finally:
         if server:
             server.close()
@@ -322,6 +382,7 @@ async def bench(args: argparse.Namespace) -> int:
         "image_bytes": len(image),
         "concurrency": args.concurrency,
         "devices": len(devices),
+        "uploads_close_triggers": bool(args.triggers and server),
         "cpus": os.cpu_count(),
         "results": results,
         "multipart_over_json_uploads_per_s": round(
@@ -332,6 +393,8 @@ async def bench(args: argparse.Namespace) -> int:
         expected = warm_stored + sum(r["uploads"] for r in results)
         report["stored_rows"] = stored
         report["stored_rows_ok"] = stored == expected
+        if args.triggers:
+            report["triggers_executed_ok"] = executed == expected
     print(json.dumps(report, indent=2))
     return 0
 
@@ -341,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=3000, help="uploads per format")
     parser.add_argument("--concurrency", type=int, default=32, help="keep-alive connections")
     parser.add_argument("--devices", type=int, default=20, help="devices (private server)")
+    parser.add_argument(
+        "--triggers",
+        action="store_true",
+        help="each upload closes its own sent trigger (private server only)",
+    )
     parser.add_argument("--url", help="an already running server instead of a private one")
     parser.add_argument("--device-id", help="with --url: the device to upload as")
     parser.add_argument("--device-key", help="with --url: that device's key")

@@ -70,20 +70,52 @@ async def _discard_snapshot(store: SnapshotStore, key: str) -> None:
         logger.exception("could not delete orphaned snapshot %s", key)
 
 
+@dataclass(frozen=True)
+class LockedTrigger:
+    """The trigger row an upload closes (locked until the transaction ends)."""
+
+    trigger_id: str
+    trigger_type: TriggerType
+    trigger_label: str | None
+
+
+# The trigger locked against a concurrent upload or the reaper, with the capture that already
+# closed it (if any), in one round trip.
+_LOCK_TRIGGER = (
+    sa.select(
+        Trigger.device_id,
+        Trigger.status,
+        Trigger.trigger_type,
+        Trigger.trigger_label,
+        Trigger.capture_id,
+        Capture.evaluation_status,
+    )
+    .outerjoin(Capture, Capture.record_id == Trigger.capture_id)
+    .where(Trigger.trigger_id == sa.bindparam("trigger_id"))
+    .with_for_update(of=Trigger)
+)
+
+
 async def _lock_trigger(
     session: AsyncSession, device_id: str, trigger_id: str
-) -> tuple[Trigger, Capture | None]:
-    """The device's trigger, locked against a concurrent upload or the reaper, and its capture."""
-    trigger = await session.scalar(
-        sa.select(Trigger).where(Trigger.trigger_id == trigger_id).with_for_update()
-    )
-    if trigger is None or trigger.device_id != device_id:
+) -> LockedTrigger | IngestResult:
+    """The device's open trigger, or the result of the upload that already closed it."""
+    row = (await session.execute(_LOCK_TRIGGER, {"trigger_id": trigger_id})).one_or_none()
+    if row is None or row.device_id != device_id:
         raise ApiError(404, "trigger not found")
-    if trigger.capture_id is not None:
-        return trigger, await session.get(Capture, trigger.capture_id)
-    if trigger.status not in OPEN_TRIGGER_STATUSES:
-        raise ApiError(409, f"trigger is {trigger.status.value}; it takes no capture")
-    return trigger, None
+    if row.capture_id is not None:
+        status = row.evaluation_status
+        if status is None:
+            # We waited for the lock while another upload closed this trigger: the re-checked
+            # trigger row is current, but the joined capture is not in this statement's snapshot.
+            status = await session.scalar(
+                sa.select(Capture.evaluation_status).where(Capture.record_id == row.capture_id)
+            )
+        if status is not None:
+            return IngestResult(row.capture_id, status, created=False)
+    if row.status not in OPEN_TRIGGER_STATUSES:
+        raise ApiError(409, f"trigger is {row.status.value}; it takes no capture")
+    return LockedTrigger(trigger_id, row.trigger_type, row.trigger_label)
 
 
 _CAPTURES = Capture.__table__
@@ -127,13 +159,12 @@ async def ingest_capture(
             wait = limiter.acquire(device.device_id)
             if wait is not None:
                 raise ApiError(429, "too many uploads from this device", retry_after_header(wait))
-            trigger = None
+            trigger: LockedTrigger | None = None
             if metadata.trigger_id is not None:
-                trigger, existing = await _lock_trigger(
-                    session, device.device_id, metadata.trigger_id
-                )
-                if existing is not None:
-                    return IngestResult(existing.record_id, existing.evaluation_status, False)
+                locked = await _lock_trigger(session, device.device_id, metadata.trigger_id)
+                if isinstance(locked, IngestResult):
+                    return locked
+                trigger = locked
             now = datetime.now(UTC)
             record_id = new_record_id()
             key = snapshot_key(device.device_id, record_id, now, info.format.extension)
