@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from cloud.config import Settings
 from tests.cloud.capture_support import capture_metadata, jpeg_bytes, png_bytes, upload_multipart
 from tests.factories import DeviceWithKey, Factory, UserWithToken
 from tests.live_server import LiveServer
@@ -145,3 +146,16 @@ def test_image_has_content_type_etag_and_304(live_server: LiveServer, factory: F
     assert cached.status_code == 304 and cached.content == b""
     assert cached.headers["ETag"] == etag
     assert stale.status_code == 200
+
+
+def test_missing_snapshot_file_is_404_not_500(
+    live_server: LiveServer, factory: Factory, settings: Settings
+) -> None:
+    user, device, _ = _two_orgs(factory)
+    with live_server.client() as client:
+        record_id = _upload(client, device, 0)
+        for path in settings.snapshots_dir.rglob(f"{record_id}.jpg"):
+            path.unlink()
+        response = client.get(f"/v1/captures/{record_id}/image", headers=user.headers)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "snapshot not found"}
