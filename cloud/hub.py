@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -29,8 +30,10 @@ REPLACED_REASON = "replaced by a newer stream"
 DISCONNECTED_REASON = "client disconnected"
 TOO_SLOW_REASON = "client too slow"
 FLUSH_RETRY_SECONDS = 0.5  # pause after a failed flush before trying again
+FLUSH_WINDOW_SECONDS = 0.02  # deliveries recorded together
 DB_STEP_TIMEOUT = 10.0  # seconds; bounds each bookkeeping transaction
 FINAL_STEP_TIMEOUT = 3.0  # seconds; bounds each database step of stop()
+GC_GEN0_THRESHOLD = 50_000  # allocations between young collections (CPython default 700)
 OPEN_WINDOW_SECONDS = 60.0  # the window of `stream_opens_per_device_per_minute`
 
 
@@ -52,6 +55,19 @@ def is_expired(command: Command, now: datetime | None = None) -> bool:
     if command.expires_at is None:
         return False
     return datetime.fromisoformat(command.expires_at) <= (now or datetime.now(UTC))
+
+
+def tune_garbage_collector() -> None:
+    """Make full (generation 2) collections rare; with 10,000 streams each one stalls the loop.
+
+    Measured with bench_push at 10,000 idle streams and 100 triggers/s: with the default
+    threshold (700) objects of in-flight requests were promoted so fast that a full collection
+    ran every few seconds and took 0.2-1.5 s, stalling every stream and request behind it.
+    Startup objects (modules, app, metadata) are frozen out of collection altogether.
+    """
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 class CommandHub:
@@ -94,6 +110,7 @@ class CommandHub:
         except Exception as exc:  # noqa: BLE001 - /health must still answer 503
             logger.warning("instance not registered yet (%s); the heartbeat retries", exc)
         await self._listener.start()
+        tune_garbage_collector()
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="hub-flush"),
             asyncio.create_task(self._heartbeat_loop(), name="hub-heartbeat"),
@@ -254,6 +271,9 @@ class CommandHub:
     async def _flush_loop(self) -> None:
         while not self._stopping.is_set():
             await self._dirty.wait()
+            # Gather what a short window brings: one transaction per batch, not per event
+            # (at 100 triggers/s that halves the bookkeeping's CPU; the event itself is out).
+            await self._pause(FLUSH_WINDOW_SECONDS)
             self._dirty.clear()
             try:
                 await self._flush_once()

@@ -270,6 +270,15 @@ async def bench(
         if tid in streams.received
     ]
     lost = len(started) - len(latencies)
+    if args.timeline and latencies:
+        buckets: dict[int, list[float]] = {}
+        for tid, t0 in started.items():
+            if tid in streams.received:
+                buckets.setdefault(int(t0 - wall), []).append((streams.received[tid] - t0) * 1000)
+        print(
+            "per second of firing, max latency (ms):",
+            [round(max(b)) for _, b in sorted(buckets.items())],
+        )
     print(
         f"triggers: {len(started)} fired at {args.rate}/s over {fire_wall:.1f} s; "
         f"API statuses {statuses}"
@@ -298,6 +307,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="manual triggers per second")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of firing")
     parser.add_argument("--url", help="a running server instead of starting one")
+    parser.add_argument("--timeline", action="store_true", help="print max latency per second")
     parser.add_argument("--server-pid", type=int, help="with --url: the server's pid (RSS, CPU)")
     args = parser.parse_args()
     args.secret = os.environ.get("VISANT_SECRET_KEY", BENCH_SECRET) if args.url else BENCH_SECRET
