@@ -166,29 +166,38 @@ class RawHttpPool:
         self._slots = asyncio.Semaphore(size)
 
     async def post_json(self, path: str, authorization: str, body: bytes) -> tuple[int, bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: {authorization}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
         async with self._slots:
-            if self._free:
-                reader, writer = self._free.pop()
-            else:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-            try:
-                head = (
-                    f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: {authorization}"
-                    f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                )
-                writer.write(head.encode() + body)
-                status = int((await reader.readline()).split()[1])
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.partition(b":")
-                    if name.lower() == b"content-length":
-                        length = int(value)
-                payload = await reader.readexactly(length)
-            except BaseException:
-                writer.close()
-                raise
-            self._free.append((reader, writer))
-            return status, payload
+            # A pooled connection the server closed while idle (keep-alive timeout) gets one retry.
+            for reused in (bool(self._free), False):
+                if reused:
+                    reader, writer = self._free.pop()
+                else:
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
+                try:
+                    writer.write(head + body)
+                    status_line = await reader.readline()
+                    if not status_line:
+                        writer.close()
+                        if reused:
+                            continue
+                        raise ConnectionError("server closed the connection")
+                    status = int(status_line.split()[1])
+                    length = 0
+                    while (line := await reader.readline()) not in (b"\r\n", b""):
+                        name, _, value = line.partition(b":")
+                        if name.lower() == b"content-length":
+                            length = int(value)
+                    payload = await reader.readexactly(length)
+                except BaseException:
+                    writer.close()
+                    raise
+                self._free.append((reader, writer))
+                return status, payload
+        raise ConnectionError("unreachable")
 
     def close(self) -> None:
         for _, writer in self._free:
