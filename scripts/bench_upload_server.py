@@ -1,0 +1,166 @@
+"""The private server of scripts/bench_upload.py: embedded PostgreSQL + `python -m cloud`.
+
+Devices and triggers are written straight into the database; CPU time is read per process
+group (server, its PostgreSQL, this client) so each upload's cost can be split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psutil
+import sqlalchemy as sa
+
+from cloud.database_url import start_embedded_postgres, stop_embedded_postgres
+from cloud.db import create_sync_session_factory
+from cloud.migrate import upgrade_to_head
+from cloud.models import Capture, Device, Org, Trigger, TriggerStatus, TriggerType
+from cloud.security import DEVICE_KEY_PREFIX, hash_secret, new_secret, new_trigger_id
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BENCH_SECRET = "bench-secret-key"  # noqa: S105 - the private bench server's own secret
+START_TIMEOUT = 60.0  # seconds
+
+
+class PrivateServer:
+    """Embedded PostgreSQL + `python -m cloud` in a temporary directory."""
+
+    def __init__(self, devices: int) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="visant-bench-upload-"))
+        self.port = _free_port()
+        self.database_url = start_embedded_postgres(self.root / "pgdata")
+        upgrade_to_head(self.database_url)
+        self.sessions = create_sync_session_factory(self.database_url)
+        self.devices = self._create_devices(devices)
+        env = os.environ | {
+            "DATABASE_URL": self.database_url,
+            "VISANT_SECRET_KEY": BENCH_SECRET,
+            "VISANT_UPLOADS_PER_DEVICE_PER_MINUTE": "100000000",
+            "VISANT_SCHEDULER_ENABLED": "false",
+            "VISANT_LOG_LEVEL": "WARNING",
+        }
+        # The server's output goes to stderr: stdout carries only the JSON report.
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cloud", "--port", str(self.port), "--data-dir", str(self.root)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=sys.stderr,
+        )
+        _wait_healthy(f"http://127.0.0.1:{self.port}", self.process)
+
+    def _create_devices(self, count: int) -> list[tuple[str, str]]:
+        devices = []
+        with self.sessions() as session:
+            org = Org(name=f"bench-{uuid.uuid4().hex[:6]}")
+            session.add(org)
+            session.flush()
+            for index in range(count):
+                key = new_secret(DEVICE_KEY_PREFIX)
+                device_id = f"BENCH_{index:03d}"
+                session.add(
+                    Device(
+                        device_id=device_id,
+                        org_id=org.org_id,
+                        key_hash=hash_secret(key, BENCH_SECRET),
+                        key_prefix=key[:12],
+                        config={"evaluation": {"rules": [{"name": "p", "labels": ["person"]}]}},
+                    )
+                )
+                devices.append((device_id, key))
+            session.commit()
+        return devices
+
+    def create_triggers(self, count: int) -> list[tuple[str, str, str]]:
+        """`count` sent triggers spread over the devices: (device_id, key, trigger_id)."""
+        now = datetime.now(UTC)
+        rows, plan = [], []
+        for index in range(count):
+            device_id, key = self.devices[index % len(self.devices)]
+            trigger_id = new_trigger_id()
+            plan.append((device_id, key, trigger_id))
+            rows.append(
+                {
+                    "trigger_id": trigger_id,
+                    "device_id": device_id,
+                    "trigger_type": TriggerType.MANUAL,
+                    "status": TriggerStatus.SENT,
+                    "scheduled_at": now,
+                    "sent_at": now,
+                    "expires_at": now + timedelta(hours=1),
+                }
+            )
+        with self.sessions() as session:
+            session.execute(sa.insert(Trigger.__table__), rows)
+            session.commit()
+        return plan
+
+    def executed_triggers(self) -> int:
+        with self.sessions() as session:
+            query = sa.select(sa.func.count()).where(
+                Trigger.status == TriggerStatus.EXECUTED, Trigger.capture_id.is_not(None)
+            )
+            return session.scalar(query) or 0
+
+    def stored_captures(self) -> int:
+        with self.sessions() as session:
+            return session.scalar(sa.select(sa.func.count()).select_from(Capture)) or 0
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by the server, its PostgreSQL and this client."""
+
+        def used(process: psutil.Process) -> float:
+            times = process.cpu_times()
+            return times.user + times.system
+
+        postgres = 0.0
+        pgdata = str(self.root / "pgdata")
+        for process in psutil.process_iter(["cmdline"]):
+            if pgdata in " ".join(process.info["cmdline"] or []):
+                with contextlib.suppress(psutil.Error):  # postmaster, live and exited backends
+                    own = process.cpu_times()
+                    postgres = used(process) + own.children_user + own.children_system
+                    postgres += sum(used(child) for child in process.children(recursive=True))
+                break
+        return {
+            "server": used(psutil.Process(self.process.pid)),
+            "postgres": postgres,
+            "client": used(psutil.Process()),
+        }
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.sessions.kw["bind"].dispose()
+        stop_embedded_postgres()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("server exited during start")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server did not become healthy")
