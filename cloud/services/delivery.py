@@ -177,20 +177,23 @@ async def register_instance(
     )
 
 
-async def heartbeat(session: AsyncSession, instance_id: str, device_ids: Sequence[str]) -> bool:
-    """Refresh this instance and its devices' last_seen_at; False when the row was reaped."""
+async def heartbeat(session: AsyncSession, instance_id: str) -> bool:
+    """Refresh this instance's heartbeat; False when its row was reaped meanwhile."""
     result = await session.execute(
         sa.update(ServerInstance)
         .where(ServerInstance.instance_id == instance_id)
         .values(heartbeat_at=sa.func.now())
     )
-    if device_ids:
-        await session.execute(
-            sa.update(Device)
-            .where(Device.device_id == sa.any_(_ids(device_ids)))
-            .values(last_seen_at=sa.func.now())
-        )
     return result.rowcount > 0  # type: ignore[attr-defined]
+
+
+async def touch_devices(session: AsyncSession, device_ids: Sequence[str]) -> None:
+    """Set last_seen_at of these (connected) devices to now."""
+    await session.execute(
+        sa.update(Device)
+        .where(Device.device_id == sa.any_(_ids(device_ids)))
+        .values(last_seen_at=sa.func.now())
+    )
 
 
 async def restore_presence(
