@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.config import Settings
 from cloud.hub_listener import PgListener
+from cloud.hub_recorder import DeliveryRecorder
 from cloud.services import delivery
 from cloud.services.commands import COMMANDS_CHANNEL, capture_envelope, config_envelope
 from cloud.sse import Command, Mailbox
@@ -30,8 +31,6 @@ SHUTDOWN_REASON = "server shutting down"
 REPLACED_REASON = "replaced by a newer stream"
 DISCONNECTED_REASON = "client disconnected"
 TOO_SLOW_REASON = "client too slow"
-FLUSH_RETRY_SECONDS = 0.5  # pause after a failed flush before trying again
-FLUSH_WINDOW_SECONDS = 0.02  # deliveries recorded together
 DB_STEP_TIMEOUT = 10.0  # seconds; bounds each bookkeeping transaction
 FINAL_STEP_TIMEOUT = 3.0  # seconds; bounds each database step of stop()
 GC_GEN0_THRESHOLD = 50_000  # allocations between young collections (CPython default 700)
@@ -84,10 +83,7 @@ class CommandHub:
         self._sessions: async_sessionmaker[AsyncSession] = app.state.session_factory
         self.instance_id = uuid.uuid4().hex
         self._streams: dict[str, LocalStream] = {}
-        self._waiters: dict[str, asyncio.Future[None]] = {}
-        self._written: list[tuple[str, datetime, bool]] = []
-        self._released: list[tuple[str, str]] = []
-        self._dirty = asyncio.Event()
+        self._recorder = DeliveryRecorder(self._sessions)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._opens: dict[str, tuple[float, int]] = {}  # device_id -> (window start, opens)
@@ -115,10 +111,10 @@ class CommandHub:
         await self._listener.start()
         tune_garbage_collector()
         self._tasks = [
-            asyncio.create_task(self._flush_loop(), name="hub-flush"),
             asyncio.create_task(self._heartbeat_loop(), name="hub-heartbeat"),
             asyncio.create_task(self._close_on_shutdown(), name="hub-shutdown-watch"),
         ]
+        self._recorder.start()
         self.accepting = True
         logger.info("hub started as instance %s", self.instance_id)
 
@@ -129,16 +125,11 @@ class CommandHub:
         self.accepting = False
         self.close_all(SHUTDOWN_REASON)
         self._stopping.set()
-        self._dirty.set()
         await self._listener.stop()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        try:
-            async with asyncio.timeout(FINAL_STEP_TIMEOUT):
-                await self._flush_once()
-        except Exception:  # noqa: BLE001 - sent marks are lost; the replay resends those
-            logger.warning("last delivery records not written at stop")
+        await self._recorder.stop()
         try:
             async with asyncio.timeout(FINAL_STEP_TIMEOUT), self._sessions() as session:
                 await delivery.unregister_instance(session, self.instance_id)
@@ -177,14 +168,12 @@ class CommandHub:
         if self._streams.get(stream.device_id) is stream:
             del self._streams[stream.device_id]
         if stream.claimed_at != float("inf"):
-            self._released.append((stream.device_id, stream.stream_id))
-            self._dirty.set()
+            self._recorder.released(stream.device_id, stream.stream_id)
 
     def written(self, stream: LocalStream, command: Command) -> None:
         """The command's bytes went to the client: record `sent` (batched)."""
         if command.type == "capture":
-            self._written.append((command.command_id, datetime.now(UTC), command.manual))
-            self._dirty.set()
+            self._recorder.written(command.command_id, command.manual)
 
     def close_all(self, reason: str) -> None:
         for stream in list(self._streams.values()):
@@ -195,20 +184,10 @@ class CommandHub:
 
     # -- delivery confirmation for the trigger API ---------------------------------------------
     def expect_delivery(self, trigger_id: str) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters[trigger_id] = future
-        return future
+        return self._recorder.expect(trigger_id)
 
     def forget_delivery(self, trigger_id: str) -> None:
-        self._waiters.pop(trigger_id, None)
-
-    def _delivered(self, trigger_id: str) -> bool:
-        future = self._waiters.pop(trigger_id, None)
-        if future is None:
-            return False
-        if not future.done():
-            future.set_result(None)
-        return True
+        self._recorder.forget(trigger_id)
 
     # -- notifications -------------------------------------------------------------------------
     def _on_notification(self, channel: str, payload: str) -> None:
@@ -223,7 +202,7 @@ class CommandHub:
                 self._route(stream, Command.from_envelope(message["envelope"]))
         elif channel == delivery.DELIVERED_CHANNEL:
             for trigger_id in payload.split(","):
-                self._delivered(trigger_id)
+                self._recorder.resolve(trigger_id)
         elif channel == delivery.PRESENCE_CHANNEL:
             message = json.loads(payload)
             stream = self._streams.get(message["device_id"])
@@ -271,39 +250,6 @@ class CommandHub:
         task.add_done_callback(self._tasks.remove)
 
     # -- background loops ------------------------------------------------------------------------
-    async def _flush_loop(self) -> None:
-        while not self._stopping.is_set():
-            await self._dirty.wait()
-            # Gather what a short window brings: one transaction per batch, not per event
-            # (at 100 triggers/s that halves the bookkeeping's CPU; the event itself is out).
-            await self._pause(FLUSH_WINDOW_SECONDS)
-            self._dirty.clear()
-            try:
-                await self._flush_once()
-            except Exception:  # noqa: BLE001 - keep flushing after a database error
-                logger.exception("recording deliveries failed; retrying")
-                await self._pause(FLUSH_RETRY_SECONDS)
-                self._dirty.set()
-
-    async def _flush_once(self) -> None:
-        written, self._written = self._written, []
-        released, self._released = self._released, []
-        if not written and not released:
-            return
-        try:
-            async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
-                await delivery.mark_sent(session, [(tid, at) for tid, at, _ in written])
-                remote = [tid for tid, _, manual in written if manual and tid not in self._waiters]
-                await delivery.notify_delivered(session, remote)
-                await delivery.release_presence(session, released)
-                await session.commit()
-        except BaseException:
-            self._written[:0] = written
-            self._released[:0] = released
-            raise
-        for trigger_id, _, _ in written:
-            self._delivered(trigger_id)
-
     async def _heartbeat_loop(self) -> None:
         while not self._stopping.is_set():
             await self._pause(self._settings.keepalive_seconds)
