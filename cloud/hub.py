@@ -285,8 +285,14 @@ class CommandHub:
         pause = min(LAST_SEEN_SLICE_PAUSE, self._settings.keepalive_seconds / 2 / max(slices, 1))
         for start in range(0, len(device_ids), LAST_SEEN_SLICE):
             async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
-                await delivery.touch_devices(session, device_ids[start : start + LAST_SEEN_SLICE])
+                barred = await delivery.touch_devices(
+                    session, device_ids[start : start + LAST_SEEN_SLICE]
+                )
                 await session.commit()
+            for device_id, status in barred.items():
+                stream = self._streams.get(device_id)
+                if stream is not None:
+                    stream.mailbox.close(f"device is {status}")
             await self._pause(pause)
 
     async def _close_on_shutdown(self) -> None:

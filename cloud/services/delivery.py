@@ -15,6 +15,7 @@ from cloud.models import (
     OPEN_TRIGGER_STATUSES,
     Device,
     DeviceConnection,
+    DeviceStatus,
     ServerInstance,
     Trigger,
     TriggerStatus,
@@ -187,13 +188,22 @@ async def heartbeat(session: AsyncSession, instance_id: str) -> bool:
     return result.rowcount > 0  # type: ignore[attr-defined]
 
 
-async def touch_devices(session: AsyncSession, device_ids: Sequence[str]) -> None:
-    """Set last_seen_at of these (connected) devices to now."""
-    await session.execute(
+async def touch_devices(session: AsyncSession, device_ids: Sequence[str]) -> dict[str, str]:
+    """Set last_seen_at of these (connected) devices to now; returns {device_id: status} of
+    those that may no longer connect (suspended or inactive since they connected)."""
+    touched = (
         sa.update(Device)
         .where(Device.device_id == sa.any_(_ids(device_ids)))
         .values(last_seen_at=sa.func.now())
+        .returning(Device.device_id, Device.status)
+        .cte("touched")
     )
+    rows = await session.execute(
+        sa.select(touched.c.device_id, touched.c.status).where(
+            touched.c.status != DeviceStatus.ACTIVE.value
+        )
+    )
+    return {device_id: str(status) for device_id, status in rows}
 
 
 async def restore_presence(

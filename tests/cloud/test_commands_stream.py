@@ -283,3 +283,26 @@ def test_stream_opens_beyond_the_per_device_limit_are_429(
         assert refused.status_code == 429
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
         assert refused.json()["detail"] == "too many streams opened by this device"
+
+
+def test_suspending_a_device_closes_its_open_stream(
+    live_server: LiveServer, factory: Factory
+) -> None:
+    user = factory.user()
+    device = factory.device(org_id=user.org_id, reported_config_version=1)
+    reader = StreamReader(live_server.url, device.device_id, device.key).start()
+    try:
+        with live_server.client() as client:
+            patched = client.patch(
+                f"/v1/devices/{device.device_id}",
+                json={"status": "suspended"},
+                headers=user.headers,
+            )
+            assert patched.status_code == 200
+            event = reader.next(timeout=5)  # within a keepalive period (1 s here)
+            assert event.event == "shutdown"
+            assert event.data == {"reason": "device is suspended"}
+            again = client.get(f"/v1/devices/{device.device_id}/commands", headers=device.headers)
+            assert again.status_code == 403
+    finally:
+        reader.close()
