@@ -42,10 +42,11 @@ OPEN_WINDOW_SECONDS = 60.0  # the window of `stream_opens_per_device_per_minute`
 class LocalStream:
     """One device stream held by this instance."""
 
-    __slots__ = ("device_id", "stream_id", "mailbox", "claimed_at", "held")
+    __slots__ = ("device_id", "key_hash", "stream_id", "mailbox", "claimed_at", "held")
 
-    def __init__(self, device_id: str, queue_size: int) -> None:
+    def __init__(self, device_id: str, key_hash: str, queue_size: int) -> None:
         self.device_id = device_id
+        self.key_hash = key_hash  # a rotated key ends the stream it opened
         self.stream_id = f"str_{uuid.uuid4().hex}"
         self.mailbox = Mailbox(queue_size)
         self.claimed_at = float("inf")  # until the presence row is written
@@ -149,9 +150,9 @@ class CommandHub:
         self._opens[device_id] = (start, opens + 1)
         return None
 
-    def open_stream(self, device_id: str) -> LocalStream:
+    def open_stream(self, device_id: str, key_hash: str) -> LocalStream:
         """Register a new stream for the device; an older local stream is closed."""
-        stream = LocalStream(device_id, self._settings.stream_queue_size)
+        stream = LocalStream(device_id, key_hash, self._settings.stream_queue_size)
         previous = self._streams.get(device_id)
         if previous is not None:
             previous.mailbox.close(REPLACED_REASON)
@@ -280,19 +281,19 @@ class CommandHub:
             await session.commit()
         # last_seen_at in slices: one 10,000-row UPDATE stalled pushes for ~200 ms (bench_push).
         # The pauses stay within half a keepalive, so the next instance heartbeat is on time.
-        device_ids = self.connected_here()
-        slices = math.ceil(len(device_ids) / LAST_SEEN_SLICE)
+        streams = [(s.device_id, s.key_hash) for s in self._streams.values()]
+        slices = math.ceil(len(streams) / LAST_SEEN_SLICE)
         pause = min(LAST_SEEN_SLICE_PAUSE, self._settings.keepalive_seconds / 2 / max(slices, 1))
-        for start in range(0, len(device_ids), LAST_SEEN_SLICE):
+        for start in range(0, len(streams), LAST_SEEN_SLICE):
             async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
                 barred = await delivery.touch_devices(
-                    session, device_ids[start : start + LAST_SEEN_SLICE]
+                    session, streams[start : start + LAST_SEEN_SLICE]
                 )
                 await session.commit()
-            for device_id, status in barred.items():
+            for device_id, reason in barred.items():
                 stream = self._streams.get(device_id)
                 if stream is not None:
-                    stream.mailbox.close(f"device is {status}")
+                    stream.mailbox.close(reason)
             await self._pause(pause)
 
     async def _close_on_shutdown(self) -> None:

@@ -34,7 +34,7 @@ async def open_device_stream(
             raise ApiError(
                 429, "too many streams opened by this device", {"Retry-After": str(math.ceil(wait))}
             )
-        stream = hub.open_stream(device.device_id)
+        stream = hub.open_stream(device.device_id, device.key_hash)
         try:
             backlog = await backlog_envelopes(session, device)
             stream.claimed_at = await claim_presence(

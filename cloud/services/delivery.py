@@ -188,22 +188,30 @@ async def heartbeat(session: AsyncSession, instance_id: str) -> bool:
     return result.rowcount > 0  # type: ignore[attr-defined]
 
 
-async def touch_devices(session: AsyncSession, device_ids: Sequence[str]) -> dict[str, str]:
-    """Set last_seen_at of these (connected) devices to now; returns {device_id: status} of
-    those that may no longer connect (suspended or inactive since they connected)."""
-    touched = (
-        sa.update(Device)
-        .where(Device.device_id == sa.any_(_ids(device_ids)))
-        .values(last_seen_at=sa.func.now())
-        .returning(Device.device_id, Device.status)
-        .cte("touched")
-    )
+async def touch_devices(
+    session: AsyncSession, streams: Sequence[tuple[str, str]]
+) -> dict[str, str]:
+    """Set last_seen_at of these connected (device_id, key_hash) to now; returns {device_id:
+    reason} for those that may no longer stream (suspended, inactive or key rotated since)."""
     rows = await session.execute(
-        sa.select(touched.c.device_id, touched.c.status).where(
-            touched.c.status != DeviceStatus.ACTIVE.value
-        )
+        sa.text(
+            "WITH touched AS (UPDATE devices AS d SET last_seen_at = now() "
+            "FROM unnest(:ids, :hashes) AS s(id, key_hash) WHERE d.device_id = s.id "
+            "RETURNING d.device_id, d.status, d.key_hash <> s.key_hash AS rotated) "
+            "SELECT device_id, status, rotated FROM touched WHERE status <> :active OR rotated"
+        ).bindparams(
+            sa.bindparam("ids", type_=_TEXT_ARRAY), sa.bindparam("hashes", type_=_TEXT_ARRAY)
+        ),
+        {
+            "ids": [device_id for device_id, _ in streams],
+            "hashes": [key_hash for _, key_hash in streams],
+            "active": DeviceStatus.ACTIVE.value,
+        },
     )
-    return {device_id: str(status) for device_id, status in rows}
+    return {
+        device_id: "device key rotated" if rotated else f"device is {status}"
+        for device_id, status, rotated in rows
+    }
 
 
 async def restore_presence(

@@ -306,3 +306,23 @@ def test_suspending_a_device_closes_its_open_stream(
             assert again.status_code == 403
     finally:
         reader.close()
+
+
+def test_rotating_the_key_closes_the_stream_it_opened(
+    live_server: LiveServer, factory: Factory
+) -> None:
+    user = factory.user()
+    device = factory.device(org_id=user.org_id, reported_config_version=1)
+    reader = StreamReader(live_server.url, device.device_id, device.key).start()
+    try:
+        with live_server.client() as client:
+            rotated = client.post(
+                f"/v1/devices/{device.device_id}/rotate-key", headers=user.headers
+            )
+            assert rotated.status_code == 200
+            event = reader.next(timeout=5)
+            assert event.data == {"reason": "device key rotated"}
+            again = client.get(f"/v1/devices/{device.device_id}/commands", headers=device.headers)
+            assert again.status_code == 401
+    finally:
+        reader.close()
