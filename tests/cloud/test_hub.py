@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
 
+import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -133,3 +135,52 @@ async def test_reaper_expires_and_forgets_dead_instances_then_stops_in_time(
     with db() as session:
         assert session.scalar(sa.select(Trigger.status)) == TriggerStatus.EXPIRED
         assert session.scalar(sa.select(sa.func.count()).select_from(ServerInstance)) == 0
+
+
+def test_client_that_stops_reading_is_dropped_without_hurting_others(
+    start_server: Callable[..., LiveServer], factory: Factory
+) -> None:
+    server = start_server(stream_send_timeout_seconds=0.5)
+    user = factory.user()
+    stuck = factory.device(org_id=user.org_id, reported_config_version=1)
+    healthy = factory.device(org_id=user.org_id, reported_config_version=1)
+    reader = StreamReader(server.url, healthy.device_id, healthy.key).start()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(
+        f"GET /v1/devices/{stuck.device_id}/commands HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {stuck.key}\r\n\r\n".encode()
+    )
+    try:
+        with server.client() as client:
+            _wait_until(lambda: stuck.device_id in _connected(client, user.headers))
+            # ~2 MB config documents that the stuck client never reads fill every buffer.
+            for version in range(4):
+                classes = [f"class-{version}-{i:06d}-" + "x" * 80 for i in range(20_000)]
+                patched = client.patch(
+                    f"/v1/devices/{stuck.device_id}",
+                    json={"config": {"detection": {"classes": classes}}},
+                    headers=user.headers,
+                )
+                assert patched.status_code == 200
+            _wait_until(lambda: stuck.device_id not in _connected(client, user.headers))
+            response = client.post(
+                f"/v1/devices/{healthy.device_id}/trigger", json={}, headers=user.headers
+            )
+            assert response.json()["status"] == "sent"
+            assert reader.next().id == response.json()["trigger_id"]
+    finally:
+        sock.close()
+        reader.close()
+
+
+def _connected(client: httpx.Client, headers: dict[str, str]) -> list[str]:
+    devices = client.get("/v1/devices/connected", headers=headers).json()["devices"]
+    return [device["device_id"] for device in devices]
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)

@@ -89,7 +89,7 @@ def _connected(server: LiveServer, headers: dict[str, str]) -> list[str]:
     return [d["device_id"] for d in devices]
 
 
-def test_sigkilled_server_restarts_and_still_delivers_pending_triggers(
+def test_sigkilled_server_restarts_delivers_pending_triggers_and_stops_on_ctrl_c(
     database_url: str,
     tmp_path: Path,
     cloud_processes: list[CloudProcess],
@@ -132,6 +132,12 @@ def test_sigkilled_server_restarts_and_still_delivers_pending_triggers(
                     break
             assert time.monotonic() < deadline, "trigger never marked sent"
             time.sleep(0.05)
+        # Ctrl-C with a stream open: the device is told, the process exits promptly.
+        began = time.monotonic()
+        cloud_processes[1].process.send_signal(signal.SIGINT)
+        assert cloud_processes[1].process.wait(timeout=10) == 0
+        assert time.monotonic() - began < 5
+        assert again.next().data == {"reason": "server shutting down"}
     finally:
         again.close()
         reader.close()
