@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import math
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cloud.config import Settings
 from cloud.hub_listener import PgListener
 from cloud.hub_recorder import DeliveryRecorder
+from cloud.process_tuning import raise_open_file_limit, tune_garbage_collector
 from cloud.services import delivery
 from cloud.services.commands import COMMANDS_CHANNEL, capture_envelope, config_envelope
 from cloud.sse import Command, Mailbox
@@ -33,7 +33,6 @@ DISCONNECTED_REASON = "client disconnected"
 TOO_SLOW_REASON = "client too slow"
 DB_STEP_TIMEOUT = 10.0  # seconds; bounds each bookkeeping transaction
 FINAL_STEP_TIMEOUT = 3.0  # seconds; bounds each database step of stop()
-GC_GEN0_THRESHOLD = 50_000  # allocations between young collections (CPython default 700)
 LAST_SEEN_SLICE = 500  # devices per last_seen_at UPDATE
 LAST_SEEN_SLICE_PAUSE = 0.05  # seconds between slices
 OPEN_WINDOW_SECONDS = 60.0  # the window of `stream_opens_per_device_per_minute`
@@ -58,19 +57,6 @@ def is_expired(command: Command, now: datetime | None = None) -> bool:
     if command.expires_at is None:
         return False
     return datetime.fromisoformat(command.expires_at) <= (now or datetime.now(UTC))
-
-
-def tune_garbage_collector() -> None:
-    """Make full (generation 2) collections rare; with 10,000 streams each one stalls the loop.
-
-    Measured with bench_push at 10,000 idle streams and 100 triggers/s: with the default
-    threshold (700) objects of in-flight requests were promoted so fast that a full collection
-    ran every few seconds and took 0.2-1.5 s, stalling every stream and request behind it.
-    Startup objects (modules, app, metadata) are frozen out of collection altogether.
-    """
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 class CommandHub:
@@ -110,6 +96,7 @@ class CommandHub:
         except Exception as exc:  # noqa: BLE001 - /health must still answer 503
             logger.warning("instance not registered yet (%s); the heartbeat retries", exc)
         await self._listener.start()
+        raise_open_file_limit()
         tune_garbage_collector()
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="hub-heartbeat"),
@@ -252,8 +239,14 @@ class CommandHub:
 
     # -- background loops ------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
+        # A fixed cadence, not "keepalive after the last beat ended": the presence window is
+        # two keepalives, and a slow beat must not push the next one past it.
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time()
         while not self._stopping.is_set():
-            await self._pause(self._settings.keepalive_seconds)
+            next_beat += self._settings.keepalive_seconds
+            await self._pause(max(0.0, next_beat - loop.time()))
+            next_beat = max(next_beat, loop.time() - self._settings.keepalive_seconds)
             if self._stopping.is_set():
                 return
             try:
