@@ -115,7 +115,7 @@ class CommandHub:
         self._stopping.set()
         await self._listener.stop()
         for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # already logged
                 await task
         await self._recorder.stop()
         try:
@@ -144,6 +144,8 @@ class CommandHub:
         if previous is not None:
             previous.mailbox.close(REPLACED_REASON)
         self._streams[device_id] = stream
+        if not self.accepting:  # shutdown began while this stream was authenticating
+            stream.mailbox.close(SHUTDOWN_REASON)
         return stream
 
     def finish_replay(self, stream: LocalStream, backlog: Iterable[dict[str, Any]]) -> None:
@@ -222,7 +224,7 @@ class CommandHub:
         if not streams:
             return
         by_device = {stream.device_id: stream for stream in streams}
-        async with self._sessions() as session:
+        async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
             owed = await delivery.devices_owed_config(session, list(by_device))
             triggers = await delivery.open_triggers_for(session, list(by_device))
         for device in owed:
@@ -235,7 +237,12 @@ class CommandHub:
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
+        task.add_done_callback(self._side_task_done)
+
+    def _side_task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("hub side task failed", exc_info=task.exception())
 
     # -- background loops ------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
