@@ -44,7 +44,7 @@ from scripts.bench_push_clients import RawHttpPool, StreamClient  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENCH_SECRET = "bench-secret-key"  # noqa: S105 - the bench server's own throwaway secret
-SETTLE_SECONDS = 3.0  # idle time before reading RSS
+SETTLE_SECONDS = 5.0  # idle time before reading RSS (and idle CPU over it)
 DRAIN_SECONDS = 5.0  # wait for late events after the last trigger
 API_CONNECTIONS = 64  # keep-alive connections used to fire triggers
 
@@ -196,7 +196,9 @@ async def bench(
     await streams.open_all(devices)
     connect_seconds = time.perf_counter() - began
     print(f"streams: {streams.opened} open, {streams.failed} failed in {connect_seconds:.1f} s")
+    idle_cpu = sum(server.cpu_times()[:2]) if server else 0.0
     await asyncio.sleep(SETTLE_SECONDS)
+    idle_cpu = (sum(server.cpu_times()[:2]) - idle_cpu) if server else 0.0
     rss_after = server.memory_info().rss if server else 0
     server_cpu = sum(server.cpu_times()[:2]) if server else 0.0
     my_cpu = sum(me.cpu_times()[:2])
@@ -242,6 +244,10 @@ async def bench(
         print(
             f"server RSS: {rss_before / 2**20:.0f} MiB before streams, {rss_after / 2**20:.0f} MiB "
             f"with {streams.opened} idle streams -> {per_stream:.1f} KiB per idle stream"
+        )
+        print(
+            f"server CPU idle with the streams open (keepalives): "
+            f"{100 * idle_cpu / SETTLE_SECONDS:.0f}% of one core"
         )
         print(f"server CPU while firing: {100 * server_cpu / fire_wall:.0f}% of one core")
     print(f"load generator CPU while firing: {100 * my_cpu / fire_wall:.0f}% of one core")
