@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 import warnings
 from pathlib import Path
 
@@ -61,3 +62,23 @@ def async_url(url: str) -> URL:
 
 def sync_url(url: str) -> URL:
     return with_driver(url, "psycopg2")
+
+
+def libpq_dsn(url: str) -> str:
+    """`url` as a plain libpq DSN (for psycopg2.connect), password included."""
+    return sync_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_database(server_url: str, prefix: str) -> str:
+    """A new, uniquely named, empty database on the server; returns its URL (tests, benches)."""
+    import psycopg2
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    connection = psycopg2.connect(libpq_dsn(server_url))
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        connection.close()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)

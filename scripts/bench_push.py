@@ -35,9 +35,13 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
-from cloud.database_url import start_embedded_postgres, stop_embedded_postgres, sync_url  # noqa: E402
+from cloud.database_url import (  # noqa: E402
+    create_database,
+    libpq_dsn,
+    start_embedded_postgres,
+    stop_embedded_postgres,
+)
 from cloud.migrate import upgrade_to_head  # noqa: E402
 from cloud.security import DEVICE_KEY_PREFIX, USER_TOKEN_PREFIX, hash_secret, new_secret  # noqa: E402
 from scripts.bench_push_clients import RawHttpPool, StreamClient  # noqa: E402
@@ -55,23 +59,9 @@ def raise_fd_limit() -> int:
     return hard
 
 
-def _dsn(url: str) -> str:
-    return sync_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def fresh_database(server_url: str) -> str:
-    name = f"visant_bench_{uuid.uuid4().hex[:8]}"
-    connection = psycopg2.connect(_dsn(server_url))
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    connection.close()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
 def create_fleet(url: str, count: int, secret: str) -> tuple[str, list[tuple[str, str]]]:
     """An org, a user token and `count` devices (config acknowledged); returns token, devices."""
-    connection = psycopg2.connect(_dsn(url))
+    connection = psycopg2.connect(libpq_dsn(url))
     org_id, user_id = str(uuid.uuid4()), str(uuid.uuid4())
     token = new_secret(USER_TOKEN_PREFIX)
     tag = uuid.uuid4().hex[:6]
@@ -284,7 +274,7 @@ def main() -> int:
         server_url = start_embedded_postgres(workdir / "pg")
     process = None
     try:
-        database_url = fresh_database(server_url)
+        database_url = create_database(server_url, "visant_bench")
         upgrade_to_head(database_url)
         port = 18000 + os.getpid() % 1000
         process = start_server(database_url, port, workdir / "server.log")

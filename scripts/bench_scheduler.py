@@ -29,10 +29,14 @@ if __package__ in (None, ""):  # run as `python scripts/x.py`: make the project 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg2  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from cloud.config import Settings  # noqa: E402
-from cloud.database_url import start_embedded_postgres, stop_embedded_postgres, sync_url  # noqa: E402
+from cloud.database_url import (  # noqa: E402
+    create_database,
+    libpq_dsn,
+    start_embedded_postgres,
+    stop_embedded_postgres,
+)
 from cloud.db import create_engine_for, create_session_factory  # noqa: E402
 from cloud.migrate import upgrade_to_head  # noqa: E402
 from cloud.scheduler import TickResult, TriggerScheduler  # noqa: E402
@@ -43,25 +47,11 @@ INSTANCE_ID = "bench-instance"
 REPEATS = 5  # tick measurements per scenario (median reported)
 
 
-def _dsn(url: str) -> str:
-    return sync_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _fresh_database(server_url: str) -> str:
-    name = f"visant_bench_{uuid.uuid4().hex[:8]}"
-    connection = psycopg2.connect(_dsn(server_url))
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    connection.close()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
 class Fleet:
     """Bulk set-up of devices, presence and due times over one psycopg2 connection."""
 
     def __init__(self, url: str) -> None:
-        self.connection = psycopg2.connect(_dsn(url))
+        self.connection = psycopg2.connect(libpq_dsn(url))
         self.connection.autocommit = True
         self.size = 0
         with self.connection.cursor() as cursor:
@@ -127,7 +117,7 @@ class NotifyCounter(threading.Thread):
 
     def __init__(self, url: str) -> None:
         super().__init__(name="bench-listener", daemon=True)
-        self.connection = psycopg2.connect(_dsn(url))
+        self.connection = psycopg2.connect(libpq_dsn(url))
         self.connection.autocommit = True
         with self.connection.cursor() as cursor:
             cursor.execute(f"LISTEN {COMMANDS_CHANNEL}")
@@ -225,7 +215,7 @@ def main() -> int:
     if embedded:
         server_url = start_embedded_postgres(Path(tempfile.mkdtemp(prefix="visant-bench-")) / "pg")
     try:
-        url = _fresh_database(server_url)
+        url = create_database(server_url, "visant_bench")
         upgrade_to_head(url)
         asyncio.run(bench(url, args.fleet, args.batch, min(args.sustained_due, args.fleet)))
     finally:

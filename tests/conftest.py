@@ -4,37 +4,21 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.config import Settings
-from cloud.database_url import start_embedded_postgres, stop_embedded_postgres, sync_url
+from cloud.database_url import create_database, start_embedded_postgres, stop_embedded_postgres
 from cloud.db import create_sync_session_factory
 from cloud.migrate import upgrade_to_head
 from cloud.models import Base
 from tests.factories import TEST_SECRET_KEY, Factory
 from tests.live_server import LiveServer
-
-
-def _create_database(server_url: str) -> str:
-    """A fresh, uniquely named database on the server; returns its URL."""
-    name = f"visant_test_{uuid.uuid4().hex[:8]}"
-    url = make_url(server_url)
-    dsn = sync_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = psycopg2.connect(dsn)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    connection.close()
-    return url.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +27,7 @@ def database_url() -> Iterator[str]:
     if not server_url:
         pgroot = Path(tempfile.mkdtemp(prefix="visant-test-pg-"))
         server_url = start_embedded_postgres(pgroot / "pgdata")
-    url = _create_database(server_url)
+    url = create_database(server_url, "visant_test")
     upgrade_to_head(url)
     yield url
     if not os.environ.get("TEST_DATABASE_URL"):

@@ -8,10 +8,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from cloud.database_url import sync_url
+from cloud.database_url import create_database, sync_url
 from cloud.migrate import alembic_config
 from cloud.models import Base
-from tests.conftest import _create_database
 
 
 def _table_names(url: str) -> set[str]:
@@ -23,7 +22,7 @@ def _table_names(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trips(database_url: str) -> None:
-    url = _create_database(database_url)
+    url = create_database(database_url, "visant_test")
     config = alembic_config(url)
     command.upgrade(config, "head")
     assert {"devices", "scheduled_triggers", "captures"} <= _table_names(url)
