@@ -20,6 +20,7 @@ from cloud.security import DEVICE_KEY_PREFIX, USER_TOKEN_PREFIX, hash_secret
 
 _DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 _bearer = HTTPBearer(auto_error=False)
+_SECRET_BODY = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def get_settings(request: Request) -> Settings:
@@ -43,11 +44,13 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _bearer_secret(credentials: HTTPAuthorizationCredentials | None, prefix: str) -> str:
+def bearer_secret(credentials: HTTPAuthorizationCredentials | None, prefix: str) -> str:
     if credentials is None or not credentials.credentials:
         raise ApiError(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
     secret = credentials.credentials
-    if not secret.startswith(prefix) or len(secret) > 128:
+    # Every issued secret is prefix + 43 url-safe characters: anything else is refused before
+    # a query (or, for uploads, before the body is read).
+    if not _SECRET_BODY.fullmatch(secret.removeprefix(prefix)) or not secret.startswith(prefix):
         raise ApiError(401, "invalid bearer token", {"WWW-Authenticate": "Bearer"})
     return secret
 
@@ -62,7 +65,7 @@ def valid_device_id(device_id: Annotated[str, Path()]) -> str:
 async def get_current_user(
     credentials: Credentials, session: SessionDep, settings: SettingsDep
 ) -> User:
-    token = _bearer_secret(credentials, USER_TOKEN_PREFIX)
+    token = bearer_secret(credentials, USER_TOKEN_PREFIX)
     token_hash = hash_secret(token, settings.secret_key)
     user = await session.scalar(
         sa.select(User)
@@ -104,7 +107,7 @@ async def authenticate_device(
     """The device whose key was presented, when the key is valid and the device may connect."""
     if not _DEVICE_ID.match(device_id):
         raise ApiError(404, "device not found")
-    key = _bearer_secret(credentials, DEVICE_KEY_PREFIX)
+    key = bearer_secret(credentials, DEVICE_KEY_PREFIX)
     device = await session.scalar(
         sa.select(Device).where(Device.key_hash == hash_secret(key, settings.secret_key))
     )

@@ -51,3 +51,16 @@ def test_login_body_with_extra_field_is_422(live_server: LiveServer) -> None:
             "/v1/auth/token", json={"email": "a@example.test", "password": "x", "admin": True}
         )
     assert response.status_code == 422
+
+
+def test_malformed_device_key_is_refused_before_the_upload_body_is_read(
+    live_server: LiveServer,
+) -> None:
+    with live_server.client() as client:
+        response = client.post(
+            "/v1/captures",
+            headers={"Authorization": "Bearer vsk_nope", "Content-Type": "application/json"},
+            content=b"{not even json",
+        )
+    assert response.status_code == 401
+    assert response.json() == {"detail": "invalid bearer token"}

@@ -12,13 +12,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.api.capture_deps import LimiterDep, StoreDep
-from cloud.api.deps import Credentials, CurrentUser, SessionDep
+from cloud.api.deps import Credentials, CurrentUser, SessionDep, bearer_secret
 from cloud.api.upload_body import UPLOAD_REQUEST_BODY, UPLOAD_RESPONSES, read_upload
 from cloud.capture_schemas import CaptureAccepted, CaptureList, CaptureOut
 from cloud.config import Settings
 from cloud.errors import ApiError
 from cloud.images import ImageRejected, inspect_image
 from cloud.schemas import DEVICE_ID_PATTERN
+from cloud.security import DEVICE_KEY_PREFIX
 from cloud.services.capture_queries import MAX_PAGE, CaptureFilter, list_captures, org_capture
 from cloud.services.captures import ingest_capture
 from cloud.storage import SnapshotNotFound
@@ -43,8 +44,7 @@ async def upload_capture(
     # dependencies, each a thread-pool hop on the hot path.
     settings: Settings = request.app.state.settings
     session_factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
-    if credentials is None:  # refuse before reading a body nobody may send
-        raise ApiError(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+    bearer_secret(credentials, DEVICE_KEY_PREFIX)  # a missing or malformed key: 401, body unread
     upload = await read_upload(request, settings.max_request_bytes, settings.max_image_bytes)
     try:
         info = inspect_image(upload.image, settings.max_image_bytes, settings.max_image_pixels)
