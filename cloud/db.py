@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,8 +23,12 @@ CONNECT_TIMEOUT = 10  # seconds
 COMMAND_TIMEOUT = 30  # seconds
 
 
+class DatabaseUnavailable(Exception):
+    """No connection to PostgreSQL could be opened: it is down, restarting or refusing us."""
+
+
 def create_engine_for(url: str, settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -29,6 +36,20 @@ def create_engine_for(url: str, settings: Settings) -> AsyncEngine:
         pool_timeout=10,
         connect_args={"timeout": CONNECT_TIMEOUT, "command_timeout": COMMAND_TIMEOUT},
     )
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    return engine
+
+
+def _connect_or_unavailable(
+    dialect: Dialect, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+) -> Any:
+    # With the server down asyncpg raises a bare OSError or TimeoutError (SQLAlchemy wraps only
+    # DBAPI errors), types that a full disk or an outbound call raise too. One type of our own
+    # lets a request fail as 503 "database unavailable", not 500 (DESIGN §10, database restart).
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except Exception as exc:
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
