@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,6 +28,18 @@ COMMAND_TIMEOUT = 30  # seconds
 
 class DatabaseUnavailable(Exception):
     """No connection to PostgreSQL could be opened: it is down, restarting or refusing us."""
+
+
+def log_worker_failure(log: logging.Logger, message: str, *args: object) -> None:
+    """Log a background loop's failed pass: one warning line while the database is down
+    (every loop retries each second, so tracebacks would flood the log), else the traceback."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, DatabaseUnavailable) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        log.warning(message + ": database unavailable (%s)", *args, exc)
+    else:
+        log.exception(message, *args)
 
 
 def create_engine_for(url: str, settings: Settings) -> AsyncEngine:

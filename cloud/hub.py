@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.config import Settings
+from cloud.db import log_worker_failure
 from cloud.hub_listener import PgListener
 from cloud.hub_recorder import DeliveryRecorder
 from cloud.process_tuning import raise_open_file_limit, tune_garbage_collector
@@ -259,7 +260,7 @@ class CommandHub:
             try:
                 await self._heartbeat_once()
             except Exception:  # noqa: BLE001 - the next beat tries again
-                logger.exception("heartbeat of instance %s failed", self.instance_id)
+                log_worker_failure(logger, "heartbeat of instance %s failed", self.instance_id)
 
     async def _heartbeat_once(self) -> None:
         now = asyncio.get_running_loop().time()

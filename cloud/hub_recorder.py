@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cloud.db import log_worker_failure
 from cloud.services import delivery
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class DeliveryRecorder:
             try:
                 await self.flush()
             except Exception:  # noqa: BLE001 - keep recording after a database error
-                logger.exception("recording deliveries failed; retrying")
+                log_worker_failure(logger, "recording deliveries failed; retrying")
                 await self._pause(FLUSH_RETRY_SECONDS)
                 self._dirty.set()
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.config import Settings
+from cloud.db import log_worker_failure
 from cloud.models import OPEN_TRIGGER_STATUSES, ServerInstance, Trigger, TriggerStatus
 from cloud.services.presence import presence_window
 
@@ -78,6 +79,6 @@ class Reaper:
                 await self.run_once()
                 self.passes += 1
             except Exception:  # noqa: BLE001 - a database error must not end the reaper
-                logger.exception("reaper pass failed; retrying next interval")
+                log_worker_failure(logger, "reaper pass failed; retrying next interval")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._settings.reaper_interval_seconds)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cloud.db import log_worker_failure
 from cloud.models import Capture
 from cloud.storage import SnapshotStore
 
@@ -61,7 +62,7 @@ class RetentionWorker:
             try:
                 await self.purge()
             except Exception:  # noqa: BLE001 - a failed pass is retried next interval
-                logger.exception("retention pass failed")
+                log_worker_failure(logger, "retention pass failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.interval)
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.config import Settings
+from cloud.db import log_worker_failure
 from cloud.services.scheduling import BatchResult, run_batch
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,9 @@ class TriggerScheduler:
                     )
             except Exception:  # noqa: BLE001 - the loop outlives database outages
                 failures += 1
-                logger.exception("scheduler tick failed (%d in a row); retrying", failures)
+                log_worker_failure(
+                    logger, "scheduler tick failed (%d in a row); retrying", failures
+                )
             delay = self._tick_seconds - (time.monotonic() - began)
             if failures:
                 delay = max(delay, min(ERROR_BACKOFF_MAX, self._tick_seconds * 2**failures))
