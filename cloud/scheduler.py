@@ -19,6 +19,19 @@ logger = logging.getLogger(__name__)
 
 STOP_GRACE = 5.0  # seconds a running tick may take to finish before it is cancelled
 ERROR_BACKOFF_MAX = 30.0  # seconds between attempts while the database keeps failing
+SLOT_MARGIN = 0.01  # seconds after a period boundary: a tick never wakes just before its slot
+
+
+def seconds_to_next_tick(wall_now: float, period: float) -> float:
+    """Seconds from `wall_now` (Unix time) to the next whole multiple of `period`, plus margin.
+
+    Interval slots are whole multiples of their interval since the epoch, and a scheduled
+    trigger expires no later than the next slot. Ticking at a random phase (the old "period
+    minus elapsed" sleep) created a 1-second slot's trigger up to ~1 s late, so it lived only
+    the rest of its second and often expired before its stream wrote it (issue #4,
+    `bench_scheduler.py --sent`). Ticking just after each boundary gives it nearly its slot.
+    """
+    return (SLOT_MARGIN - wall_now) % period or period
 
 
 @dataclass
@@ -113,6 +126,8 @@ class TriggerScheduler:
                     logger, "scheduler tick failed (%d in a row); retrying", failures
                 )
             delay = self._tick_seconds - (time.monotonic() - began)
+            if delay > 0:  # an overrunning tick is followed at once, as before
+                delay = seconds_to_next_tick(time.time(), self._tick_seconds)
             if failures:
                 delay = max(delay, min(ERROR_BACKOFF_MAX, self._tick_seconds * 2**failures))
             await self._wait(delay)

@@ -27,6 +27,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as `python scripts/x.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -59,8 +60,15 @@ def raise_fd_limit() -> int:
     return hard
 
 
-def create_fleet(url: str, count: int, secret: str) -> tuple[str, list[tuple[str, str]]]:
-    """An org, a user token and `count` devices (config acknowledged); returns token, devices."""
+def create_fleet(
+    url: str, count: int, secret: str, config: dict[str, Any] | None = None
+) -> tuple[str, list[tuple[str, str]]]:
+    """An org, a user token and `count` devices (config acknowledged); returns token, devices.
+
+    `config` (default `{}`) is every device's acknowledged config; with a trigger schedule the
+    devices stay unscheduled (`next_trigger_at` NULL) until the caller sets their first slot.
+    """
+    config_json = json.dumps(config or {})
     connection = psycopg2.connect(libpq_dsn(url))
     org_id, user_id = str(uuid.uuid4()), str(uuid.uuid4())
     token = new_secret(USER_TOKEN_PREFIX)
@@ -87,7 +95,10 @@ def create_fleet(url: str, count: int, secret: str) -> tuple[str, list[tuple[str
             cursor,
             "INSERT INTO devices (device_id, org_id, status, config, config_version, "
             "reported_config_version, key_hash, key_prefix) VALUES %s",
-            [(d, org_id, "active", "{}", 1, 1, hash_secret(k, secret), k[:12]) for d, k in devices],
+            [
+                (d, org_id, "active", config_json, 1, 1, hash_secret(k, secret), k[:12])
+                for d, k in devices
+            ],
             page_size=1000,
         )
     connection.close()
@@ -142,7 +153,10 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def start_server(database_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    database_url: str, port: int, log: Path, settings: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`python -m cloud` on `port` (scheduler off unless `settings` say otherwise), healthy."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -150,6 +164,7 @@ def start_server(database_url: str, port: int, log: Path) -> subprocess.Popen[by
         "VISANT_SCHEDULER_ENABLED": "false",
         "VISANT_LOG_LEVEL": "WARNING",
         "VISANT_DATA_DIR": str(log.parent / "data"),
+        **(settings or {}),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "cloud", "--port", str(port)],

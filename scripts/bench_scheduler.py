@@ -1,12 +1,16 @@
 """Benchmark the TriggerScheduler: tick time against due count and fleet size, and triggers/s.
 
     python scripts/bench_scheduler.py [--fleet 100000] [--batch 500] [--sustained-due 20000]
+    python scripts/bench_scheduler.py --sent 2000 5000 [--duration 30]
 
 Uses `DATABASE_URL` (a fresh database is created on that server) or an embedded PostgreSQL in
 a temporary directory. Devices are bulk-loaded with COPY; "connected" devices get presence rows
 on a bench instance with a fresh heartbeat; "due" devices get a past `next_trigger_at`; every
 other device has its next slot tomorrow (in the index, not due). Triggers/s counts triggers
 stored and announced (NOTIFY committed, and received by a LISTEN connection of this script).
+
+`--sent N ...` measures instead the whole path on a real `python -m cloud` with N open SSE
+streams: scheduled triggers created and marked sent per second (see bench_scheduler_sent.py).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from cloud.db import create_engine_for, create_session_factory  # noqa: E402
 from cloud.migrate import upgrade_to_head  # noqa: E402
 from cloud.scheduler import TickResult, TriggerScheduler  # noqa: E402
 from cloud.services.commands import COMMANDS_CHANNEL  # noqa: E402
+from scripts.bench_scheduler_sent import run as run_sent  # noqa: E402
 
 DAILY = json.dumps({"trigger": {"enabled": True, "interval_seconds": 86400}})
 INSTANCE_ID = "bench-instance"
@@ -209,12 +214,25 @@ def main() -> int:
     parser.add_argument("--fleet", type=int, default=100_000, help="devices registered")
     parser.add_argument("--batch", type=int, default=500, help="scheduler batch size")
     parser.add_argument("--sustained-due", type=int, default=20_000, help="due per round")
+    parser.add_argument(
+        "--sent",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="instead: a real server with N streams on 1 s schedules; created and sent per s",
+    )
+    parser.add_argument("--duration", type=float, default=30.0, help="with --sent: window, s")
     args = parser.parse_args()
     server_url = os.environ.get("DATABASE_URL")
     embedded = not server_url
+    pgdata = None
     if embedded:
-        server_url = start_embedded_postgres(Path(tempfile.mkdtemp(prefix="visant-bench-")) / "pg")
+        pgdata = Path(tempfile.mkdtemp(prefix="visant-bench-")) / "pg"
+        server_url = start_embedded_postgres(pgdata)
     try:
+        if args.sent:
+            run_sent(server_url, pgdata, args.sent, args.duration)
+            return 0
         url = create_database(server_url, "visant_bench")
         upgrade_to_head(url)
         asyncio.run(bench(url, args.fleet, args.batch, min(args.sustained_due, args.fleet)))

@@ -24,7 +24,7 @@ from cloud.models import (
     TriggerStatus,
     TriggerType,
 )
-from cloud.scheduler import TriggerScheduler
+from cloud.scheduler import SLOT_MARGIN, TriggerScheduler, seconds_to_next_tick
 from tests.factories import Factory
 
 T0 = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -283,3 +283,19 @@ async def test_running_schedulers_survive_a_failing_tick_and_stop_in_time(
         assert len(triggers) + device.skipped_slots == slots
     assert len(_triggers(db, online)) >= 3
     assert _triggers(db, offline) == []
+
+
+@pytest.mark.parametrize(
+    ("wall_now", "period", "expected"),
+    [
+        (1_000.0, 1.0, SLOT_MARGIN),  # on a boundary: just after it
+        (1_000.5, 1.0, 0.5 + SLOT_MARGIN),
+        (1_000.0 + SLOT_MARGIN, 1.0, 1.0),  # ticking now: the next boundary, never 0
+        (1_000.999, 1.0, 0.001 + SLOT_MARGIN),
+        (1_003.0, 5.0, 2.0 + SLOT_MARGIN),  # 5 s ticks on multiples of 5 s since the epoch
+    ],
+)
+def test_ticks_wait_for_just_after_the_next_period_boundary(
+    wall_now: float, period: float, expected: float
+) -> None:
+    assert seconds_to_next_tick(wall_now, period) == pytest.approx(expected, abs=1e-6)
