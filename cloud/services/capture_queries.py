@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.errors import ApiError
 from cloud.models import Capture, Device, User
+from cloud.services.cursors import decode_cursor, encode_cursor
 from cloud.storage import RECORD_ID_PATTERN
 
 _RECORD_ID = re.compile(RECORD_ID_PATTERN)
@@ -26,27 +24,6 @@ class CaptureFilter:
     since: datetime | None = None
     until: datetime | None = None
     alert: bool | None = None
-
-
-def encode_cursor(capture: Capture) -> str:
-    """An opaque token for the page after `capture` (newest first)."""
-    raw = json.dumps([capture.captured_at.isoformat(), capture.record_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """(captured_at, record_id) of the last item seen; 422 when the cursor is not ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        moment, record_id = json.loads(raw)
-        captured_at = datetime.fromisoformat(moment)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise ApiError(422, "invalid cursor") from exc
-    if captured_at.tzinfo is None or not isinstance(record_id, str):
-        raise ApiError(422, "invalid cursor")
-    if not _RECORD_ID.fullmatch(record_id):
-        raise ApiError(422, "invalid cursor")
-    return captured_at, record_id
 
 
 async def list_captures(
@@ -76,13 +53,15 @@ async def list_captures(
     elif where.alert is False:
         query = query.where(sa.func.coalesce(alert, sa.false()).is_(False))
     if cursor is not None:
-        captured_at, record_id = decode_cursor(cursor)
+        captured_at, record_id = decode_cursor(cursor, _RECORD_ID)
         query = query.where(
             sa.tuple_(Capture.captured_at, Capture.record_id) < sa.tuple_(captured_at, record_id)
         )
     rows = list(await session.scalars(query))
     page = rows[: min(limit, MAX_PAGE)]
-    next_cursor = encode_cursor(page[-1]) if len(rows) > len(page) else None
+    next_cursor = (
+        encode_cursor(page[-1].captured_at, page[-1].record_id) if len(rows) > len(page) else None
+    )
     return page, next_cursor
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -14,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cloud.config import Settings
 from cloud.errors import ApiError
 from cloud.models import OPEN_TRIGGER_STATUSES, Device, Trigger, TriggerStatus, TriggerType, User
+from cloud.services.cursors import decode_cursor, encode_cursor
 from cloud.services.presence import is_connected
 from cloud.services.triggers import create_trigger
 
 CANCELLED_ERROR = "cancelled by user"
+_TRIGGER_ID = re.compile(r"trg_[0-9a-f]{32}")
 MANUAL_CAP_LOCK = 0x7653  # advisory lock namespace ("vS") of the per-device manual-trigger cap
 
 
@@ -88,20 +89,6 @@ def _org_triggers(user: User) -> sa.Select[tuple[Trigger]]:
     )
 
 
-def encode_cursor(trigger: Trigger) -> str:
-    raw = f"{trigger.created_at.isoformat()}|{trigger.trigger_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, trigger_id = raw.split("|", 1)
-        return datetime.fromisoformat(moment), trigger_id
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ApiError(400, "invalid cursor") from exc
-
-
 async def list_triggers(
     session: AsyncSession, user: User, where: TriggerFilter, limit: int, cursor: str | None
 ) -> tuple[list[Trigger], str | None]:
@@ -118,13 +105,17 @@ async def list_triggers(
     if where.until is not None:
         query = query.where(Trigger.created_at < where.until)
     if cursor is not None:
-        moment, trigger_id = decode_cursor(cursor)
+        moment, trigger_id = decode_cursor(cursor, _TRIGGER_ID)
         query = query.where(
             sa.tuple_(Trigger.created_at, Trigger.trigger_id) < (moment, trigger_id)
         )
     query = query.order_by(Trigger.created_at.desc(), Trigger.trigger_id.desc()).limit(limit + 1)
     rows = list(await session.scalars(query))
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = (
+        encode_cursor(rows[limit - 1].created_at, rows[limit - 1].trigger_id)
+        if len(rows) > limit
+        else None
+    )
     return rows[:limit], next_cursor
 
 

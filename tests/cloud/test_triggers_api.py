@@ -44,7 +44,7 @@ def test_manual_trigger_bad_input_is_a_json_4xx(live_server: LiveServer, factory
             assert response.status_code == 422 and response.json()["detail"]
         assert _trigger(client, "bad id!", user.headers).status_code == 404
         bad_cursor = client.get("/v1/triggers", params={"cursor": "@@"}, headers=user.headers)
-        assert bad_cursor.status_code == 400
+        assert bad_cursor.status_code == 422
         bad_status = client.get("/v1/triggers", params={"status": "done"}, headers=user.headers)
         assert bad_status.status_code == 422
 
