@@ -20,7 +20,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,9 +45,8 @@ from cloud.database_url import (  # noqa: E402
 from cloud.migrate import upgrade_to_head  # noqa: E402
 from cloud.security import DEVICE_KEY_PREFIX, USER_TOKEN_PREFIX, hash_secret, new_secret  # noqa: E402
 from scripts.bench_push_clients import RawHttpPool, StreamClient  # noqa: E402
+from scripts.bench_server import BENCH_SECRET, start_server  # noqa: E402
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BENCH_SECRET = "bench-secret-key"  # noqa: S105 - the bench server's own throwaway secret
 SETTLE_SECONDS = 5.0  # idle time before reading RSS (and idle CPU over it)
 DRAIN_SECONDS = 5.0  # wait for late events after the last trigger
 API_CONNECTIONS = 64  # keep-alive connections used to fire triggers
@@ -151,38 +149,6 @@ async def fire(
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def start_server(
-    database_url: str, port: int, log: Path, settings: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """`python -m cloud` on `port` (scheduler off unless `settings` say otherwise), healthy."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "VISANT_SECRET_KEY": BENCH_SECRET,
-        "VISANT_SCHEDULER_ENABLED": "false",
-        "VISANT_LOG_LEVEL": "WARNING",
-        "VISANT_DATA_DIR": str(log.parent / "data"),
-        **(settings or {}),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cloud", "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited: {log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit("server did not become healthy")
 
 
 async def bench(

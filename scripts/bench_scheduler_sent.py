@@ -25,8 +25,9 @@ import psycopg2
 
 from cloud.database_url import create_database, libpq_dsn
 from cloud.migrate import upgrade_to_head
-from scripts.bench_push import BENCH_SECRET, create_fleet, raise_fd_limit, start_server
+from scripts.bench_push import create_fleet, raise_fd_limit
 from scripts.bench_push_clients import StreamClient
+from scripts.bench_server import BENCH_SECRET, start_server
 
 EVERY_SECOND = {"trigger": {"enabled": True, "interval_seconds": 1}}
 SERVER_SETTINGS = {

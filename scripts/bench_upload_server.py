@@ -7,18 +7,13 @@ group (server, its PostgreSQL, this client) so each upload's cost can be split.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import psutil
 import sqlalchemy as sa
 
@@ -27,10 +22,7 @@ from cloud.db import create_sync_session_factory
 from cloud.migrate import upgrade_to_head
 from cloud.models import Capture, Device, Org, Trigger, TriggerStatus, TriggerType
 from cloud.security import DEVICE_KEY_PREFIX, hash_secret, new_secret, new_trigger_id
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BENCH_SECRET = "bench-secret-key"  # noqa: S105 - the private bench server's own secret
-START_TIMEOUT = 60.0  # seconds
+from scripts.bench_server import BENCH_SECRET, free_port, start_server
 
 
 class PrivateServer:
@@ -38,26 +30,21 @@ class PrivateServer:
 
     def __init__(self, devices: int) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="visant-bench-upload-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.database_url = start_embedded_postgres(self.root / "pgdata")
         upgrade_to_head(self.database_url)
         self.sessions = create_sync_session_factory(self.database_url)
         self.devices = self._create_devices(devices)
-        env = os.environ | {
-            "DATABASE_URL": self.database_url,
-            "VISANT_SECRET_KEY": BENCH_SECRET,
-            "VISANT_UPLOADS_PER_DEVICE_PER_MINUTE": "100000000",
-            "VISANT_SCHEDULER_ENABLED": "false",
-            "VISANT_LOG_LEVEL": "WARNING",
-        }
         # The server's output goes to stderr: stdout carries only the JSON report.
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cloud", "--port", str(self.port), "--data-dir", str(self.root)],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=sys.stderr,
+        self.process = start_server(
+            self.database_url,
+            self.port,
+            sys.stderr,
+            {
+                "VISANT_UPLOADS_PER_DEVICE_PER_MINUTE": "100000000",
+                "VISANT_DATA_DIR": str(self.root),
+            },
         )
-        _wait_healthy(f"http://127.0.0.1:{self.port}", self.process)
 
     def _create_devices(self, count: int) -> list[tuple[str, str]]:
         devices = []
@@ -144,23 +131,3 @@ class PrivateServer:
         self.sessions.kw["bind"].dispose()
         stop_embedded_postgres()
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("server exited during start")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server did not become healthy")
