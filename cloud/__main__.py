@@ -11,10 +11,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cloud.app import create_app
-from cloud.config import Settings
-from cloud.database_url import resolve_database_url, stop_embedded_postgres
-from cloud.migrate import upgrade_to_head
-from cloud.server import VisantServer, uvicorn_config
+from cloud.core.config import Settings
+from cloud.core.database_url import resolve_database_url, stop_embedded_postgres
+from cloud.core.migrate import upgrade_to_head
+from cloud.core.server import VisantServer, uvicorn_config
 
 logger = logging.getLogger("cloud")
 

@@ -12,14 +12,15 @@ from fastapi import FastAPI
 
 from cloud import __version__
 from cloud.api.routes import auth, captures, commands, devices, health, triggers
-from cloud.config import Settings
-from cloud.db import create_engine_for, create_session_factory
-from cloud.errors import install_error_handlers
-from cloud.hub import CommandHub
-from cloud.reaper import Reaper
-from cloud.retention import RetentionWorker
-from cloud.scheduler import TriggerScheduler
-from cloud.storage import store_for_app
+from cloud.captures.ratelimit import RateLimiter
+from cloud.captures.retention import RetentionWorker
+from cloud.captures.storage import build_store
+from cloud.core.config import Settings
+from cloud.core.db import create_engine_for, create_session_factory
+from cloud.core.errors import install_error_handlers
+from cloud.hub.hub import CommandHub
+from cloud.scheduling.scheduler import TriggerScheduler
+from cloud.triggers.reaper import Reaper
 
 logger = logging.getLogger(__name__)
 COMPONENT_STOP_TIMEOUT = 10.0  # seconds
@@ -37,22 +38,23 @@ class BackgroundComponent(Protocol):
 
 def build_components(app: FastAPI) -> list[BackgroundComponent]:
     """The background components of one instance, in start order (stopped in reverse)."""
-    components: list[BackgroundComponent] = []
     settings: Settings = app.state.settings
-    # First to start, last to stop: routes and other components reach it via app.state.hub.
-    components.append(CommandHub(app))
-    components.append(Reaper(app))
-    components.append(
+    sessions = app.state.session_factory
+    # First to start, last to stop: routes reach it through app.state.hub.
+    hub = app.state.hub = CommandHub(settings, app.state.engine, sessions, app.state.shutdown_event)
+    components: list[BackgroundComponent] = [
+        hub,
+        Reaper(sessions, settings.keepalive_seconds, settings.reaper_interval_seconds),
         RetentionWorker(
-            app.state.session_factory,
-            store_for_app(app),
+            sessions,
+            app.state.snapshot_store,
             settings.retention_days,
             settings.retention_interval_seconds,
-        )
-    )
+        ),
+    ]
     # Last in start order: it is the first to stop, so no trigger is made during shutdown.
     if settings.scheduler_enabled:
-        components.append(TriggerScheduler(app.state.session_factory, settings))
+        components.append(TriggerScheduler.from_settings(sessions, settings))
     return components
 
 
@@ -92,6 +94,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database_url = database_url
+    app.state.snapshot_store = build_store(settings)
+    # In memory, so per instance: a device spread over N instances gets N times the rate.
+    app.state.upload_limiter = RateLimiter(settings.uploads_per_device_per_minute)
     install_error_handlers(app)
     # triggers before devices: its /v1/devices/connected must win over /v1/devices/{device_id}.
     for module in (health, auth, triggers, commands, devices, captures):

@@ -1,4 +1,4 @@
-"""SQLAlchemy models: the tables of DESIGN §3 plus presence for the CommandHub."""
+"""SQLAlchemy models: orgs, users, devices, triggers, captures, and the hub's presence rows."""
 
 from __future__ import annotations
 

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from device import __version__
 from device.blocking import run_blocking
 from device.camera import CameraSettings
-from device.capture import CapturePipeline, CaptureResult
+from device.capture import CapturePipeline
 from device.detection import DetectorSettings, create_detector
+from device.outbox import CaptureOrigin, Outbox
 from device.remote_config import camera_settings_for, detector_settings_for, reported_config
 from device.spool import Spool
 from device.state import AgentState
 from device.stream import Command, CommandStream, StreamRejected
-from device.uploader import CloudClient, SpoolSender, UploadOutcome
-from device.watch import watch_loop
+from device.uploader import CloudClient
+from device.watch import WatchOptions, watch_loop
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,11 @@ class AgentOptions:
 
 
 class Agent:
-    """Runs the stream, the command worker, the spool sender and the watch loop."""
+    """Runs the stream, the command worker, the outbox's spool drain and the watch loop.
+
+    Captures (commanded or watched) are handed to one ``Outbox``; the agent itself only
+    executes commands, applies config and reports failed triggers.
+    """
 
     def __init__(
         self,
@@ -56,9 +59,10 @@ class Agent:
         self.options = options
         self.pipeline = pipeline
         self.state = state
-        self.spool = spool
         self.client = client
-        self.sender = SpoolSender(spool, client)
+        self.outbox = Outbox(
+            options.device_id, spool, client, state, lambda: self.pipeline.detector.name
+        )
         self._camera_baseline = camera_baseline
         self._detector_baseline = detector_baseline
         self._detector_settings = detector_settings
@@ -71,8 +75,13 @@ class Agent:
             self._queue.put,
             read_timeout=options.stream_timeout,
             reconnect_delay=options.reconnect_delay,
-            on_connect=lambda: self.sender.wake(reset_backoff=True),
+            on_connect=lambda: self.outbox.wake(reset_backoff=True),
         )
+
+    @property
+    def spool(self) -> Spool:
+        """The spool of captures waiting for upload (owned by the outbox)."""
+        return self.outbox.spool
 
     def stop(self) -> None:
         """Ask the agent to finish the capture in flight and exit (idempotent)."""
@@ -82,10 +91,10 @@ class Agent:
         """Run until ``stop()`` or until the cloud refuses the device; return the exit code."""
         stream = asyncio.create_task(self.stream.run(), name="stream")
         worker = asyncio.create_task(self._work(), name="command-worker")
-        sender = asyncio.create_task(self.sender.run(), name="spool-sender")
+        sender = asyncio.create_task(self.outbox.run(), name="spool-sender")
         side = [stream, sender]
         if self.options.watch_labels:
-            side.append(asyncio.create_task(watch_loop(self), name="watch"))
+            side.append(asyncio.create_task(self._watch(), name="watch"))
         stopper = asyncio.create_task(self._stop.wait(), name="stop")
         code = EXIT_OK
         try:
@@ -109,7 +118,7 @@ class Agent:
             done, _ = await asyncio.wait([worker], timeout=STOP_GRACE)
             if not done:
                 logger.warning("capture still running after %.0fs; it stays spooled", STOP_GRACE)
-            self.sender.stop()
+            self.outbox.stop()
             for task in (worker, stopper, *side):
                 task.cancel()
             await asyncio.gather(worker, stopper, *side, return_exceptions=True)
@@ -149,81 +158,13 @@ class Agent:
                 await run_blocking(self.state.mark_executed, command.command_id)
             return
         trigger_type = str(command.payload.get("trigger_type") or "scheduled")
-        await self.store_and_upload(result, trigger_id, label, trigger_type, command.command_id)
+        origin = CaptureOrigin(trigger_id, label, trigger_type, command.command_id)
+        await self.outbox.send(result, origin)
 
-    async def store_and_upload(
-        self,
-        result: CaptureResult,
-        trigger_id: str | None,
-        label: str | None,
-        trigger_type: str,
-        command_id: str | None = None,
-    ) -> None:
-        """Spool the capture (durable first), try it right away, log one line."""
-        metadata = self._upload_metadata(result, trigger_id, label, trigger_type, command_id)
-        entry = self.spool.new_entry(trigger_id or "event")
-        self.sender.claim(entry)  # the background drain must not send it a second time
-        try:
-            await run_blocking(self.spool.write, entry, result.jpeg, metadata)
-            if command_id:
-                await run_blocking(self.state.mark_executed, command_id)
-            backlog = self.sender.backlogged or len(await run_blocking(self.spool.entries)) > 1
-            start = time.perf_counter()
-            if backlog:
-                outcome = "spooled behind older captures"
-                self.sender.release(entry)
-                self.sender.wake()
-            else:
-                upload = await self.sender.deliver(entry, claimed=True)
-                outcome = upload.record_id or upload.outcome.value
-                if upload.outcome is UploadOutcome.RETRY:
-                    outcome = f"spooled ({upload.detail})"
-                    self.sender.wake()
-                elif upload.outcome is UploadOutcome.REJECTED:
-                    outcome = f"rejected ({upload.status_code} {upload.detail})"
-        finally:
-            self.sender.release(entry)
-        timings = dict(result.timings_ms, upload=round((time.perf_counter() - start) * 1000, 1))
-        logger.info(
-            "capture trigger=%s label=%s %dx%d detections=%d grab=%.0fms detect=%.0fms "
-            "encode=%.0fms upload=%.0fms -> %s",
-            trigger_id or "event",
-            label,
-            result.width,
-            result.height,
-            len(result.detections),
-            timings.get("grab", 0.0),
-            timings.get("detect", 0.0),
-            timings.get("encode", 0.0),
-            timings["upload"],
-            outcome,
-        )
-
-    def _upload_metadata(
-        self,
-        result: CaptureResult,
-        trigger_id: str | None,
-        label: str | None,
-        trigger_type: str,
-        command_id: str | None,
-    ) -> dict[str, Any]:
-        return {
-            "device_id": self.options.device_id,
-            "trigger_id": trigger_id,
-            "captured_at": result.captured_at.isoformat(),
-            "trigger_label": label,
-            "detections": result.detections,
-            "metadata": {
-                "device_version": __version__,
-                "trigger_type": trigger_type,
-                "command_id": command_id,
-                "width": result.width,
-                "height": result.height,
-                "detector": self.pipeline.detector.name,
-                "config_version": self.state.config_version,
-                "timings_ms": result.timings_ms,
-            },
-        }
+    async def _watch(self) -> None:
+        """``--watch``: event captures go through the same outbox as commanded ones."""
+        options = WatchOptions(self.options.watch_labels, self.options.watch_interval)
+        await watch_loop(self.outbox, lambda: self.pipeline, options)
 
     async def handle_config(self, command: Command) -> None:
         """Apply a newer config version live, persist it, acknowledge it."""

@@ -7,8 +7,8 @@ from logging.config import fileConfig
 import sqlalchemy as sa
 from alembic import context
 
-from cloud.config import Settings
-from cloud.database_url import resolve_database_url, sync_url
+from cloud.core.config import Settings
+from cloud.core.database_url import resolve_database_url, sync_url
 from cloud.models import Base
 
 config = context.config

@@ -1,4 +1,4 @@
-"""Report a device's captures and triggers and check the trigger-lifecycle invariants (DESIGN §4).
+"""Report a device's captures and triggers and check the trigger-lifecycle invariants.
 
 Exit 0 when every invariant holds, 1 when one is broken or the device is unknown, 2 on bad usage.
 """
@@ -92,7 +92,7 @@ def _when(moment: datetime | None) -> str:
 
 
 def render_report(results: Results) -> str:
-    """The seed's report layout, with one [OK]/[FAIL] line per invariant."""
+    """The original report layout, with one [OK]/[FAIL] line per invariant."""
     captures, by_type, by_status = (
         results.captures,
         results.triggers_by_type,

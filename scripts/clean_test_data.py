@@ -18,9 +18,9 @@ if __package__ in (None, ""):  # run as `python scripts/x.py`: make the project 
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from cloud.config import Settings  # noqa: E402
+from cloud.captures.storage import SnapshotStore, build_store  # noqa: E402
+from cloud.core.config import Settings  # noqa: E402
 from cloud.models import Capture, Device, Org, Trigger  # noqa: E402
-from cloud.storage import SnapshotStore, build_store  # noqa: E402
 from scripts.common import (  # noqa: E402
     DATABASE_HELP,
     EXIT_FAILED,

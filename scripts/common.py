@@ -15,10 +15,10 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.config import Settings
-from cloud.database_url import resolve_database_url, stop_embedded_postgres
-from cloud.db import create_sync_session_factory
-from cloud.migrate import upgrade_to_head
+from cloud.core.config import Settings
+from cloud.core.database_url import resolve_database_url, stop_embedded_postgres
+from cloud.core.db import create_sync_session_factory
+from cloud.core.migrate import upgrade_to_head
 
 TEST_ORG_NAME = "Visant Test Org"
 TEST_USER_EMAIL = "test@visant.local"

@@ -1,4 +1,4 @@
-"""The facts check_test_results reports: counts and the trigger-lifecycle invariants (DESIGN §4)."""
+"""The facts check_test_results reports: counts and the trigger-lifecycle invariants."""
 
 from __future__ import annotations
 

@@ -22,21 +22,21 @@ if __package__ in (None, ""):  # run as `python scripts/x.py`: make the project 
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from cloud.config import Settings  # noqa: E402
-from cloud.device_config import DeviceConfig  # noqa: E402
-from cloud.models import Device, DeviceStatus, Org, User, UserRole, UserToken  # noqa: E402
-from cloud.schedule import first_slot  # noqa: E402
-from cloud.schemas import DEVICE_ID_PATTERN  # noqa: E402
-from cloud.security import (  # noqa: E402
+from cloud.auth.service import TOKEN_LIFETIME  # noqa: E402
+from cloud.core.config import Settings  # noqa: E402
+from cloud.core.ids import DEVICE_ID_PATTERN  # noqa: E402
+from cloud.core.security import (  # noqa: E402
     DEVICE_KEY_PREFIX,
     USER_TOKEN_PREFIX,
     hash_password,
     hash_secret,
     new_secret,
 )
-from cloud.services.auth import TOKEN_LIFETIME  # noqa: E402
-from cloud.services.commands import COMMANDS_CHANNEL, config_envelope  # noqa: E402
-from cloud.services.devices import apply_config_change, config_document  # noqa: E402
+from cloud.devices.config_document import DeviceConfig  # noqa: E402
+from cloud.devices.service import apply_config_change, config_document  # noqa: E402
+from cloud.hub.envelopes import config_envelope, notify_command_statement  # noqa: E402
+from cloud.models import Device, DeviceStatus, Org, User, UserRole, UserToken  # noqa: E402
+from cloud.scheduling.slots import first_slot  # noqa: E402
 from scripts.common import (  # noqa: E402
     DATABASE_HELP,
     DEFAULT_TEST_PASSWORD,
@@ -171,10 +171,7 @@ def _ensure_device(
 
 def _notify_config(session: Session, device: Device) -> None:
     """Push the new desired config to a connected agent (same NOTIFY as the devices API)."""
-    message = json.dumps(
-        {"device_id": device.device_id, "envelope": config_envelope(device)}, separators=(",", ":")
-    )
-    session.execute(sa.select(sa.func.pg_notify(COMMANDS_CHANNEL, message)))
+    session.execute(notify_command_statement(device.device_id, config_envelope(device)))
 
 
 def _issue_token(session: Session, settings: Settings, user: User) -> str:

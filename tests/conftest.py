@@ -12,13 +12,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.config import Settings
-from cloud.database_url import create_database, start_embedded_postgres, stop_embedded_postgres
-from cloud.db import create_sync_session_factory
-from cloud.migrate import upgrade_to_head
+from cloud.core.config import Settings
+from cloud.core.database_url import create_database, start_embedded_postgres, stop_embedded_postgres
+from cloud.core.db import create_sync_session_factory
+from cloud.core.migrate import upgrade_to_head
 from cloud.models import Base
-from tests.factories import TEST_SECRET_KEY, Factory
-from tests.live_server import LiveServer
+from tests.support.factories import TEST_SECRET_KEY, Factory
+from tests.support.live_server import LiveServer
 
 
 @pytest.fixture(scope="session")

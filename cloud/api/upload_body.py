@@ -1,4 +1,4 @@
-"""Reading an upload's body: size-limited while streaming, multipart or the seed's JSON."""
+"""Reading an upload's body: size-limited while streaming, multipart or base64 JSON."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from cloud.capture_schemas import CaptureAccepted, CaptureJsonBody, CaptureMetadata
-from cloud.errors import ApiError
+from cloud.api.schemas.captures import CaptureAccepted, CaptureJsonBody, CaptureMetadata
+from cloud.core.errors import ApiError
 
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
@@ -44,7 +44,7 @@ UPLOAD_REQUEST_BODY: dict[str, Any] = {
         "application/json": {
             "schema": {
                 "type": "object",
-                "description": "The metadata fields plus image_base64 (the seed's format)",
+                "description": "The metadata fields plus image_base64 (the original format)",
             }
         },
     },

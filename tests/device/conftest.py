@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support.waiting import free_port
+
 DEVICE_ID = "cam-1"
 DEVICE_KEY = "vsk_" + "k" * 43
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def envelope(command_id: str, kind: str = "capture", **payload: Any) -> dict[str, Any]:
@@ -190,22 +185,6 @@ class FakeCloud:
 
 def _sse(item: dict[str, Any]) -> str:
     return f"event: {item['type']}\nid: {item['command_id']}\ndata: {json.dumps(item)}\n\n"
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(interval)
-
-
-async def async_wait_until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

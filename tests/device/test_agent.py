@@ -20,7 +20,8 @@ from device.detection import Detection, Detector, DetectorSettings, NullDetector
 from device.spool import Spool
 from device.state import AgentState
 from device.uploader import CloudClient
-from tests.device.conftest import DEVICE_ID, DEVICE_KEY, FakeCloud, async_wait_until, envelope
+from tests.device.conftest import DEVICE_ID, DEVICE_KEY, FakeCloud, envelope
+from tests.support.waiting import async_wait_until
 
 
 class PersonEverywhere(Detector):
@@ -77,7 +78,7 @@ async def test_capture_command_uploads_a_jpeg_with_detections(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     agent = make_agent(detector=PersonEverywhere(), save_dir=tmp_path / "frames")
-    caplog.set_level(logging.INFO, logger="device.agent")
+    caplog.set_level(logging.INFO, logger="device.outbox")
     async with running(agent):
         fake_cloud.live.put(envelope("trg_1", trigger_label="front door"))
         await async_wait_until(lambda: len(fake_cloud.uploads) == 1)

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.device.conftest import DEVICE_ID, DEVICE_KEY, FakeCloud, wait_until
+from tests.device.conftest import DEVICE_ID, DEVICE_KEY, FakeCloud
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-SEED_FLAGS = [
+# The original agent's flags: kept so existing device setups start unchanged.
+ORIGINAL_AGENT_FLAGS = [
     "--api-url",
     "--device-id",
     "--camera-source",
@@ -65,7 +67,7 @@ def start_agent(cloud: FakeCloud, image: Path, tmp_path: Path, *extra: str) -> s
 def test_help_explains_every_flag() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for flag in SEED_FLAGS + EXTRA_FLAGS:
+    for flag in ORIGINAL_AGENT_FLAGS + EXTRA_FLAGS:
         assert flag in result.stdout
     assert "(default: 2)" in result.stdout  # --camera-warmup
     assert "(default: 70)" in result.stdout  # --stream-timeout

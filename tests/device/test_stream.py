@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from device.stream import Command, CommandStream, StreamRejected
-from tests.device.conftest import DEVICE_ID, DEVICE_KEY, FakeCloud, async_wait_until, envelope
+from tests.device.conftest import DEVICE_ID, DEVICE_KEY, FakeCloud, envelope
+from tests.support.waiting import async_wait_until
 
 
 class Received:

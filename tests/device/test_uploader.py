@@ -12,7 +12,8 @@ import pytest
 
 from device.spool import REJECTED_DIR, Spool
 from device.uploader import CloudClient, SpoolSender, UploadOutcome
-from tests.device.conftest import DEVICE_ID, DEVICE_KEY, FakeCloud, async_wait_until, free_port
+from tests.device.conftest import DEVICE_ID, DEVICE_KEY, FakeCloud
+from tests.support.waiting import async_wait_until, free_port
 
 
 @pytest.fixture

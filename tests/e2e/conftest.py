@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.support.waiting import wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -190,19 +192,6 @@ class AgentProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
-
-
-def wait_until(
-    predicate: Callable[[], object],
-    timeout: float = 20.0,
-    describe: Callable[[], str] | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            detail = describe() if describe else ""
-            raise AssertionError(f"condition not met within {timeout}s\n{detail[-4000:]}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.models import Capture, Device, Trigger, TriggerStatus
-from tests.e2e.conftest import AgentProcess, FaultyProxy, wait_until
-from tests.factories import DeviceWithKey, Factory, UserWithToken
-from tests.live_server import LiveServer
+from tests.e2e.conftest import AgentProcess, FaultyProxy
+from tests.support.factories import DeviceWithKey, Factory, UserWithToken
+from tests.support.live_server import LiveServer
+from tests.support.waiting import wait_until
 
 Sessions = sessionmaker[Session]
 JPEG_MAGIC = b"\xff\xd8\xff"

@@ -1,78 +1,25 @@
-"""`python -m cloud` killed with SIGKILL and restarted: presence drops, nothing is lost (#3)."""
+"""`python -m cloud` killed with SIGKILL and restarted: presence drops, nothing is lost."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.models import Trigger, TriggerStatus
-from tests.cloud.stream_support import StreamReader
-from tests.factories import TEST_SECRET_KEY, Factory
-from tests.live_server import LiveServer, free_port
+from tests.support.cloud_process import CloudProcess
+from tests.support.factories import Factory
+from tests.support.live_server import LiveServer
+from tests.support.streams import StreamReader
+from tests.support.waiting import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0  # seconds
 KEEPALIVE = 1.0  # seconds
-
-
-class CloudProcess:
-    """`python -m cloud` on the test database, as a real subprocess."""
-
-    def __init__(self, database_url: str, port: int, log: Path) -> None:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "VISANT_SECRET_KEY": TEST_SECRET_KEY,
-            "VISANT_KEEPALIVE_SECONDS": str(KEEPALIVE),
-            "VISANT_SCHEDULER_ENABLED": "false",
-            "VISANT_DATA_DIR": str(log.parent / "data"),
-            "VISANT_LOG_LEVEL": "WARNING",
-        }
-        self.port = port
-        self._log = log.open("a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cloud", "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_healthy(log)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _wait_healthy(self, log: Path) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"server exited: {log.read_text()}"
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("server did not become healthy")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=15)
-        self._log.close()
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.core.ids import new_record_id, new_trigger_id
 from cloud.models import Capture, EvaluationStatus, Trigger, TriggerStatus, TriggerType
-from cloud.security import new_record_id, new_trigger_id
-from tests.factories import TEST_SECRET_KEY
+from tests.support.factories import TEST_SECRET_KEY
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

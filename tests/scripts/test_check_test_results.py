@@ -1,4 +1,4 @@
-"""check_test_results: the seed's counts, and exit 1 for each broken invariant of DESIGN §4."""
+"""check_test_results: the original report's counts, and exit 1 for each broken invariant."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from cloud.models import EvaluationStatus, TriggerStatus, TriggerType
 from scripts import check_test_results
-from tests.factories import Factory
 from tests.scripts.conftest import Rows, run_script
+from tests.support.factories import Factory
 
 DEVICE = "TEST_CAM_01"
 
@@ -71,7 +71,7 @@ def test_healthy_history_counts_and_exit_zero(
     assert report["device"]["status"] == "active"
 
 
-def test_text_report_has_the_seed_layout_and_ok_lines(
+def test_text_report_has_the_original_layout_and_ok_lines(
     script_env: dict[str, str], device: str, rows: Rows, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _healthy_history(rows, device)

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.models import Capture, Device, Org, Trigger, TriggerStatus
 from scripts import clean_test_data
 from scripts.common import TEST_ORG_NAME
-from tests.factories import Factory
 from tests.scripts.conftest import Rows, run_script
+from tests.support.factories import Factory
 
 
 def _snapshot(data_dir: Path, rows: Rows, device_id: str, **kwargs: object) -> Path:

@@ -8,12 +8,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.core.security import hash_secret, secrets_match, verify_password
 from cloud.models import Device, DeviceStatus, Org, User, UserToken
-from cloud.security import hash_secret, secrets_match, verify_password
 from scripts import setup_test_device
 from scripts.common import DEFAULT_TEST_PASSWORD, TEST_ORG_NAME, TEST_USER_EMAIL
-from tests.factories import TEST_SECRET_KEY, Factory
 from tests.scripts.conftest import run_script
+from tests.support.factories import TEST_SECRET_KEY, Factory
 
 
 def _setup(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cloud.api.deps import SessionDep, SettingsDep
-from cloud.errors import ApiError
-from cloud.schemas import TokenRequest, TokenResponse
-from cloud.services.auth import issue_token
+from cloud.api.schemas.devices import TokenRequest, TokenResponse
+from cloud.auth.service import issue_token
+from cloud.core.errors import ApiError
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 

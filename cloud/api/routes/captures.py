@@ -9,20 +9,26 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cloud.api.capture_deps import LimiterDep, StoreDep
-from cloud.api.deps import Credentials, CurrentUser, SessionDep, bearer_secret
+from cloud.api.deps import (
+    BearerToken,
+    CurrentUser,
+    LimiterDep,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+    StoreDep,
+)
+from cloud.api.schemas.captures import CaptureAccepted, CaptureList, CaptureOut
 from cloud.api.upload_body import UPLOAD_REQUEST_BODY, UPLOAD_RESPONSES, read_upload
-from cloud.capture_schemas import CaptureAccepted, CaptureList, CaptureOut
-from cloud.config import Settings
-from cloud.errors import ApiError
-from cloud.images import ImageRejected, inspect_image
-from cloud.schemas import DEVICE_ID_PATTERN
-from cloud.security import DEVICE_KEY_PREFIX
-from cloud.services.capture_queries import MAX_PAGE, CaptureFilter, list_captures, org_capture
-from cloud.services.captures import ingest_capture
-from cloud.storage import SnapshotNotFound
+from cloud.auth.service import checked_secret
+from cloud.captures.images import ImageRejected, inspect_image
+from cloud.captures.ingest import ingest_capture
+from cloud.captures.queries import MAX_PAGE, CaptureFilter, list_captures, org_capture
+from cloud.captures.storage import SnapshotNotFound
+from cloud.core.errors import ApiError
+from cloud.core.ids import DEVICE_ID_PATTERN
+from cloud.core.security import DEVICE_KEY_PREFIX
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/captures", tags=["captures"])
@@ -37,21 +43,22 @@ IMAGE_CACHE_CONTROL = "private, max-age=86400, immutable"  # a record's image ne
     openapi_extra={"requestBody": UPLOAD_REQUEST_BODY},
 )
 async def upload_capture(
-    request: Request, credentials: Credentials, store: StoreDep, limiter: LimiterDep
+    request: Request,
+    token: BearerToken,
+    settings: SettingsDep,
+    session_factory: SessionFactoryDep,
+    store: StoreDep,
+    limiter: LimiterDep,
 ) -> JSONResponse:
     """Store a snapshot with its detections; closes its trigger. Multipart or JSON body."""
-    # Read from app.state rather than SettingsDep/SessionFactoryDep: those are plain `def`
-    # dependencies, each a thread-pool hop on the hot path.
-    settings: Settings = request.app.state.settings
-    session_factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
-    bearer_secret(credentials, DEVICE_KEY_PREFIX)  # a missing or malformed key: 401, body unread
+    checked_secret(token, DEVICE_KEY_PREFIX)  # a missing or malformed key: 401, body unread
     upload = await read_upload(request, settings.max_request_bytes, settings.max_image_bytes)
     try:
         info = inspect_image(upload.image, settings.max_image_bytes, settings.max_image_pixels)
     except ImageRejected as exc:
         raise ApiError(exc.status_code, exc.detail) from exc
     result = await ingest_capture(
-        session_factory, store, limiter, settings, credentials, upload.metadata, upload.image, info
+        session_factory, store, limiter, settings, token, upload.metadata, upload.image, info
     )
     body = CaptureAccepted(record_id=result.record_id, evaluation_status=result.evaluation_status)
     return JSONResponse(body.model_dump(mode="json"), status_code=201 if result.created else 200)

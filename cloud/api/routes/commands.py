@@ -2,48 +2,59 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 
-from cloud.api.commands_stream import open_device_stream
-from cloud.api.deps import Credentials, CurrentDevice, SessionDep
-from cloud.api.stream_response import CommandStreamResponse
-from cloud.command_schemas import (
+from cloud.api.deps import (
+    BearerToken,
+    CurrentDevice,
+    HubDep,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+)
+from cloud.api.schemas.triggers import (
     CommandList,
     ConfigAck,
     ConfigAckResponse,
     FailureReport,
     FailureResponse,
 )
-from cloud.errors import ApiError
-from cloud.hub import CommandHub, LocalStream
+from cloud.core.errors import ApiError
+from cloud.core.ids import COMMAND_ID, TRIGGER_ID
+from cloud.hub.delivery import record_config_ack
+from cloud.hub.hub import CommandHub, LocalStream
+from cloud.hub.mailbox import Command, StreamClosed
+from cloud.hub.stream_open import open_device_stream
+from cloud.hub.stream_response import CommandStreamResponse
 from cloud.models import TriggerStatus
-from cloud.services.delivery import record_config_ack
-from cloud.services.trigger_ops import device_trigger, finish_open_trigger
-from cloud.sse import Command, StreamClosed
+from cloud.triggers.service import device_trigger, finish_open_trigger
 
 router = APIRouter(prefix="/v1/devices/{device_id}", tags=["device commands"])
 
-COMMAND_ID = re.compile(r"^(trg_[0-9a-f]{32}|cfg_[0-9]{1,18})$")
-TRIGGER_ID = re.compile(r"^trg_[0-9a-f]{32}$")
 DEFAULT_POLL_WAIT = 25.0  # seconds
 MAX_POLL_WAIT = 60.0  # seconds
 
 
 @router.get("/commands", response_class=Response)
-async def command_stream(device_id: str, request: Request, credentials: Credentials) -> Response:
-    """The device's SSE command stream: backlog first, then live commands (DESIGN §5)."""
+async def command_stream(
+    device_id: str,
+    request: Request,
+    token: BearerToken,
+    hub: HubDep,
+    sessions: SessionFactoryDep,
+    settings: SettingsDep,
+) -> Response:
+    """The device's SSE command stream: backlog first, then live commands."""
     last_event_id = request.headers.get("last-event-id")
     if last_event_id and not COMMAND_ID.match(last_event_id):
         raise ApiError(400, "invalid Last-Event-ID")
     # The backlog is every open command whatever Last-Event-ID says: a command written before
     # the link broke may never have reached the device, and the device dedupes by command id.
-    hub, stream = await open_device_stream(request.app, device_id, credentials)
-    settings = request.app.state.settings
+    stream = await open_device_stream(hub, sessions, settings, device_id, token)
     return CommandStreamResponse(
         hub,
         stream,
@@ -56,12 +67,14 @@ async def command_stream(device_id: str, request: Request, credentials: Credenti
 @router.get("/commands/poll", response_model=CommandList)
 async def poll_commands(
     device_id: str,
-    request: Request,
-    credentials: Credentials,
+    token: BearerToken,
+    hub: HubDep,
+    sessions: SessionFactoryDep,
+    settings: SettingsDep,
     wait: Annotated[float, Query(ge=0, le=MAX_POLL_WAIT)] = DEFAULT_POLL_WAIT,
 ) -> Response:
     """Long-poll fallback: the same envelopes as the stream, as soon as there is one."""
-    hub, stream = await open_device_stream(request.app, device_id, credentials)
+    stream = await open_device_stream(hub, sessions, settings, device_id, token)
     commands: list[Command] = []
     try:
         first = await stream.mailbox.next(wait)

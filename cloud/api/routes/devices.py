@@ -5,11 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from cloud.api.deps import CurrentUser, OrgDevice, SessionDep, SettingsDep
-from cloud.schedule import check_schedule_limits
-from cloud.schemas import DeviceCreate, DeviceList, DeviceOut, DeviceUpdate, DeviceWithKey
-from cloud.services.commands import config_envelope, notify_command
-from cloud.services.devices import (
-    apply_config_change,
+from cloud.api.schemas.devices import (
+    DeviceCreate,
+    DeviceList,
+    DeviceOut,
+    DeviceUpdate,
+    DeviceWithKey,
+)
+from cloud.devices.service import (
+    change_device,
     devices_of_org,
     register_device,
     rotate_device_key,
@@ -48,15 +52,14 @@ async def update_device(
     body: DeviceUpdate, device: OrgDevice, session: SessionDep, settings: SettingsDep
 ) -> DeviceOut:
     """Change name, status or desired config; a config change is pushed to the device."""
-    if body.config is not None:
-        check_schedule_limits(body.config, settings.min_interval_seconds)
-    if body.friendly_name is not None:
-        device.friendly_name = body.friendly_name
-    if body.status is not None:
-        device.status = body.status
-    if body.config is not None and apply_config_change(device, body.config):
-        await session.flush()
-        await notify_command(session, device.device_id, config_envelope(device))
+    await change_device(
+        session,
+        settings,
+        device,
+        friendly_name=body.friendly_name,
+        status=body.status,
+        config=body.config,
+    )
     await session.commit()
     return DeviceOut.model_validate(device)
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 
 from cloud.api.deps import CurrentUser, OrgDevice, SessionDep, SettingsDep
-from cloud.command_schemas import (
+from cloud.api.schemas.triggers import (
     ConnectedDevice,
     ConnectedList,
     ManualTriggerRequest,
@@ -19,10 +19,10 @@ from cloud.command_schemas import (
     TriggerList,
     TriggerOut,
 )
-from cloud.hub import CommandHub
+from cloud.hub.hub import CommandHub
+from cloud.hub.presence import is_connected
 from cloud.models import Device, DeviceConnection, TriggerStatus, TriggerType
-from cloud.services.presence import is_connected
-from cloud.services.trigger_ops import (
+from cloud.triggers.service import (
     CANCELLED_ERROR,
     TriggerFilter,
     finish_open_trigger,

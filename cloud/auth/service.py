@@ -1,0 +1,108 @@
+"""Who is calling: user login and tokens, device keys; every check before any work is done."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cloud.core.config import Settings
+from cloud.core.errors import ApiError
+from cloud.core.ids import DEVICE_ID
+from cloud.core.security import (
+    DEVICE_KEY_PREFIX,
+    USER_TOKEN_PREFIX,
+    hash_secret,
+    new_secret,
+    verify_password,
+)
+from cloud.models import Device, DeviceStatus, User, UserToken
+
+TOKEN_LIFETIME = timedelta(days=30)
+_SECRET_BODY = re.compile(r"[A-Za-z0-9_-]{43}")
+# Verified against when the email is unknown, so both paths cost one scrypt.
+_DUMMY_HASH = (
+    "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+)
+
+
+async def issue_token(
+    session: AsyncSession, settings: Settings, email: str, password: str
+) -> tuple[str, datetime] | None:
+    """A new bearer token for valid credentials, or None."""
+    user = await session.scalar(
+        sa.select(User).where(sa.func.lower(User.email) == email.strip().lower())
+    )
+    stored = user.password_hash if user is not None and user.is_active else _DUMMY_HASH
+    # scrypt is CPU-heavy by design: keep it off the event loop.
+    valid = await asyncio.to_thread(verify_password, password, stored)
+    if user is None or not user.is_active or not valid:
+        return None
+    token = new_secret(USER_TOKEN_PREFIX)
+    expires_at = datetime.now(UTC) + TOKEN_LIFETIME
+    session.add(
+        UserToken(
+            user_id=user.user_id,
+            token_hash=hash_secret(token, settings.secret_key),
+            expires_at=expires_at,
+        )
+    )
+    await session.commit()
+    return token, expires_at
+
+
+def checked_secret(presented: str | None, prefix: str) -> str:
+    """The bearer secret when it has the shape of one we issue (prefix + 43 url-safe chars).
+
+    Anything else is refused before a query (or, for uploads, before the body is read).
+    """
+    if not presented:
+        raise ApiError(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+    if not presented.startswith(prefix) or not _SECRET_BODY.fullmatch(presented[len(prefix) :]):
+        raise ApiError(401, "invalid bearer token", {"WWW-Authenticate": "Bearer"})
+    return presented
+
+
+async def authenticate_user(session: AsyncSession, settings: Settings, token: str | None) -> User:
+    """The active user owning this unrevoked, unexpired token; 401 otherwise."""
+    token_hash = hash_secret(checked_secret(token, USER_TOKEN_PREFIX), settings.secret_key)
+    user = await session.scalar(
+        sa.select(User)
+        .join(UserToken, UserToken.user_id == User.user_id)
+        .where(
+            UserToken.token_hash == token_hash,
+            UserToken.revoked_at.is_(None),
+            UserToken.expires_at > datetime.now(UTC),
+            User.is_active.is_(True),
+        )
+    )
+    if user is None:
+        raise ApiError(401, "invalid or expired token", {"WWW-Authenticate": "Bearer"})
+    return user
+
+
+async def authenticate_device(
+    session: AsyncSession, settings: Settings, device_id: str, key: str | None
+) -> Device:
+    """The device whose key was presented, when the key is valid and the device may connect."""
+    if not DEVICE_ID.match(device_id):
+        raise ApiError(404, "device not found")
+    key = checked_secret(key, DEVICE_KEY_PREFIX)
+    device = await session.scalar(
+        sa.select(Device).where(Device.key_hash == hash_secret(key, settings.secret_key))
+    )
+    if device is None:
+        raise ApiError(401, "invalid device key", {"WWW-Authenticate": "Bearer"})
+    if device.device_id != device_id:
+        exists = await session.scalar(
+            sa.select(Device.device_id).where(Device.device_id == device_id)
+        )
+        if exists is None:
+            raise ApiError(404, "device not found")
+        raise ApiError(403, "key does not belong to this device")
+    if device.status != DeviceStatus.ACTIVE:
+        raise ApiError(403, f"device is {device.status.value}")
+    return device

@@ -1,0 +1,150 @@
+"""Snapshot store: filesystem by default, S3-compatible optional; keys from validated ids only.
+
+Every method blocks (disk or network); async callers run them with `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from cloud.core.config import Settings, StorageBackend
+from cloud.core.ids import DEVICE_ID, DEVICE_ID_PATTERN, RECORD_ID
+
+logger = logging.getLogger(__name__)
+
+_KEY = re.compile(DEVICE_ID_PATTERN[1:-1] + r"/\d{4}/\d{2}/\d{2}/cap_[0-9a-f]{32}\.(jpg|png)")
+S3_CONNECT_TIMEOUT = 5.0  # seconds
+S3_READ_TIMEOUT = 30.0  # seconds
+
+
+class SnapshotNotFound(Exception):
+    """The key names no stored snapshot."""
+
+
+def snapshot_key(device_id: str, record_id: str, day: datetime, extension: str) -> str:
+    """`<device_id>/<YYYY>/<MM>/<DD>/<record_id>.<ext>`, refusing ids that are not well-formed."""
+    if not DEVICE_ID.fullmatch(device_id) or not RECORD_ID.fullmatch(record_id):
+        raise ValueError("snapshot keys are built from validated ids only")
+    key = f"{device_id}/{day:%Y/%m/%d}/{record_id}.{extension}"
+    check_key(key)
+    return key
+
+
+def check_key(key: str) -> str:
+    """The key itself when it has the shape `snapshot_key` builds; ValueError otherwise."""
+    if not _KEY.fullmatch(key):
+        raise ValueError(f"not a snapshot key: {key!r}")
+    return key
+
+
+class SnapshotStore(Protocol):
+    """Where snapshot bytes live; keys come from `snapshot_key`."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def url_or_path(self, key: str) -> str: ...
+
+
+class FilesystemStore:
+    """Files under one root; written to a temp file, fsynced, then renamed into place."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _path(self, key: str) -> Path:
+        # The key's shape (checked) has no "..", no leading "/" and no other separators than
+        # the four it builds, so joining cannot leave the root: no resolve() syscalls needed.
+        return self.root / check_key(key)
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temp_name = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp_name, path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise SnapshotNotFound(key) from exc
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def url_or_path(self, key: str) -> str:
+        return str(self._path(key))
+
+
+class S3Store:
+    """An S3-compatible bucket through boto3 (installed separately: `pip install boto3`)."""
+
+    def __init__(
+        self,
+        bucket: str,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        client: Any | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self._client = client or _boto3_client(endpoint_url, region)
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self._client.put_object(
+            Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type
+        )
+
+    def get(self, key: str) -> bytes:
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=check_key(key))
+        except self._client.exceptions.NoSuchKey as exc:
+            raise SnapshotNotFound(key) from exc
+        with response["Body"] as body:
+            return body.read()
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=check_key(key))
+
+    def url_or_path(self, key: str) -> str:
+        return f"s3://{self.bucket}/{check_key(key)}"
+
+
+def _boto3_client(endpoint_url: str | None, region: str | None) -> Any:
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as exc:  # boto3 is optional: only the s3 backend needs it
+        raise RuntimeError("VISANT_STORAGE_BACKEND=s3 needs boto3: pip install boto3") from exc
+    config = Config(
+        connect_timeout=S3_CONNECT_TIMEOUT,
+        read_timeout=S3_READ_TIMEOUT,
+        retries={"max_attempts": 3, "mode": "standard"},
+    )
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+def build_store(settings: Settings) -> SnapshotStore:
+    """The store the settings name."""
+    if settings.storage_backend is StorageBackend.S3:
+        if not settings.s3_bucket:
+            raise RuntimeError("VISANT_STORAGE_BACKEND=s3 needs VISANT_S3_BUCKET")
+        return S3Store(settings.s3_bucket, settings.s3_endpoint_url, settings.s3_region)
+    return FilesystemStore(settings.snapshots_dir)

@@ -1,0 +1,82 @@
+"""Async engine and sessions for the server (asyncpg); sync engines for scripts (psycopg2)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.core.config import Settings
+from cloud.core.database_url import async_url, sync_url
+
+CONNECT_TIMEOUT = 10  # seconds
+COMMAND_TIMEOUT = 30  # seconds
+
+
+class DatabaseUnavailable(Exception):
+    """No connection to PostgreSQL could be opened: it is down, restarting or refusing us."""
+
+
+def log_worker_failure(log: logging.Logger, message: str, *args: object) -> None:
+    """Log a background loop's failed pass: one warning line while the database is down
+    (every loop retries each second, so tracebacks would flood the log), else the traceback."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, DatabaseUnavailable) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        log.warning(message + ": database unavailable (%s)", *args, exc)
+    else:
+        log.exception(message, *args)
+
+
+def create_engine_for(url: str, settings: Settings) -> AsyncEngine:
+    engine = create_async_engine(
+        async_url(url),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args={"timeout": CONNECT_TIMEOUT, "command_timeout": COMMAND_TIMEOUT},
+    )
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    return engine
+
+
+def _connect_or_unavailable(
+    dialect: Dialect, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+) -> Any:
+    # With the server down asyncpg raises a bare OSError or TimeoutError (SQLAlchemy wraps only
+    # DBAPI errors), types that a full disk or an outbound call raise too. One type of our own
+    # lets a request fail as 503 "database unavailable", not 500, while PostgreSQL restarts.
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except Exception as exc:
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with factory() as session:
+        yield session
+
+
+def create_sync_session_factory(url: str) -> sessionmaker[Session]:
+    """For scripts and tests: a psycopg2 engine on the same database."""
+    engine = sa.create_engine(sync_url(url), pool_pre_ping=True)
+    return sessionmaker(engine, expire_on_commit=False)

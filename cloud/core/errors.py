@@ -1,0 +1,88 @@
+"""JSON error bodies for every failure a client can see; no stack trace leaves the server."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cloud.core.db import DatabaseUnavailable
+
+logger = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = "database unavailable"
+DATABASE_RETRY_AFTER = "5"  # seconds: about what a PostgreSQL restart or failover takes
+
+
+class ApiError(Exception):
+    """A refusal with a status code and a stable `detail`."""
+
+    def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.headers = headers
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "loc": list(err.get("loc", ())),
+                "msg": err.get("msg", ""),
+                "type": err.get("type", ""),
+            }
+            for err in exc.errors()
+        ]
+        return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
+
+    @app.exception_handler(DatabaseUnavailable)
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not is_database_unavailable(exc):
+            return _internal_error(request, exc)
+        # A client may retry this: the database is down or restarting, nothing here is broken.
+        logger.warning(
+            "%s on %s %s: %s", DATABASE_UNAVAILABLE, request.method, request.url.path, exc
+        )
+        return JSONResponse(
+            {"detail": DATABASE_UNAVAILABLE},
+            status_code=503,
+            headers={"Retry-After": DATABASE_RETRY_AFTER},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return _internal_error(request, exc)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means PostgreSQL could not be reached, not that a query was wrong."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    # A connection cut mid-request (restart, failover): SQLAlchemy has invalidated it.
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)

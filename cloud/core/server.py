@@ -1,0 +1,48 @@
+"""Run the app under uvicorn, telling long-lived streams as soon as shutdown begins."""
+
+from __future__ import annotations
+
+import asyncio
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+GRACEFUL_SHUTDOWN_SECONDS = 5  # streams are told to close at once; this bounds stragglers
+
+
+class VisantServer(uvicorn.Server):
+    """uvicorn waits for open connections before the lifespan ends; SSE streams never end by
+    themselves, so the shutdown event is set on the signal itself (else SIGTERM waits ~60 s)."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.announce_shutdown()
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after shutdown, which would kill the process before
+        # `python -m cloud` stops the embedded database; a graceful stop exits 0 instead.
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
+
+    def announce_shutdown(self) -> None:
+        """Set the app's shutdown event from any thread (signal handler or a test)."""
+        event: asyncio.Event | None = getattr(self._app.state, "shutdown_event", None)
+        loop: asyncio.AbstractEventLoop | None = getattr(self._app.state, "loop", None)
+        if event is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+
+def uvicorn_config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        proxy_headers=True,
+        access_log=False,
+    )

@@ -1,0 +1,124 @@
+"""Delivery bookkeeping: the backlog a stream replays on connect, sent marks, config acks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cloud.hub.envelopes import capture_envelope, config_envelope
+from cloud.models import (
+    OPEN_TRIGGER_STATUSES,
+    Device,
+    Trigger,
+    TriggerStatus,
+)
+
+DELIVERED_CHANNEL = "visant_delivered"
+DELIVERED_IDS_PER_NOTIFY = 150  # 150 ids x ~37 bytes stays under the 8000-byte NOTIFY limit
+
+_TEXT_ARRAY = ARRAY(sa.Text)
+_TIME_ARRAY = ARRAY(sa.DateTime(timezone=True))
+
+
+def _ids(values: Sequence[str]) -> sa.BindParameter[list[str]]:
+    return sa.bindparam(None, list(values), type_=_TEXT_ARRAY)
+
+
+def needs_config(device: Device) -> bool:
+    """True when the device has not acknowledged its desired config version."""
+    reported = device.reported_config_version
+    return reported is None or reported < device.config_version
+
+
+async def backlog_envelopes(session: AsyncSession, device: Device) -> list[dict[str, Any]]:
+    """What a (re)connecting device is owed, in order: unacked config, then open triggers."""
+    envelopes: list[dict[str, Any]] = []
+    if needs_config(device):
+        envelopes.append(config_envelope(device))
+    triggers = await open_triggers_for(session, [device.device_id])
+    envelopes.extend(capture_envelope(trigger) for trigger in triggers)
+    return envelopes
+
+
+async def open_triggers_for(session: AsyncSession, device_ids: Sequence[str]) -> list[Trigger]:
+    """Open, unexpired triggers of these devices, oldest first."""
+    result = await session.scalars(
+        sa.select(Trigger)
+        .where(
+            Trigger.device_id == sa.any_(_ids(device_ids)),
+            Trigger.status.in_(OPEN_TRIGGER_STATUSES),
+            Trigger.expires_at > sa.func.now(),
+        )
+        .order_by(Trigger.created_at, Trigger.trigger_id)
+    )
+    return list(result)
+
+
+async def devices_owed_config(session: AsyncSession, device_ids: Sequence[str]) -> list[Device]:
+    result = await session.scalars(
+        sa.select(Device).where(
+            Device.device_id == sa.any_(_ids(device_ids)),
+            sa.or_(
+                Device.reported_config_version.is_(None),
+                Device.reported_config_version < Device.config_version,
+            ),
+        )
+    )
+    return list(result)
+
+
+async def mark_sent(session: AsyncSession, written: Sequence[tuple[str, datetime]]) -> None:
+    """Record when each trigger was written to a stream; a terminal trigger stays terminal."""
+    if not written:
+        return
+    ids = [trigger_id for trigger_id, _ in written]
+    moments = [moment for _, moment in written]
+    await session.execute(
+        sa.text(
+            "UPDATE scheduled_triggers AS t SET status = :sent, sent_at = w.at "
+            "FROM unnest(:ids, :moments) AS w(id, at) "
+            "WHERE t.trigger_id = w.id AND t.status = :pending"
+        ).bindparams(
+            sa.bindparam("ids", type_=_TEXT_ARRAY),
+            sa.bindparam("moments", type_=_TIME_ARRAY),
+        ),
+        {
+            "ids": ids,
+            "moments": moments,
+            "sent": TriggerStatus.SENT.value,
+            "pending": TriggerStatus.PENDING.value,
+        },
+    )
+
+
+async def notify_delivered(session: AsyncSession, trigger_ids: Sequence[str]) -> None:
+    """Tell every instance these triggers reached a stream (their API callers may be waiting)."""
+    for start in range(0, len(trigger_ids), DELIVERED_IDS_PER_NOTIFY):
+        chunk = ",".join(trigger_ids[start : start + DELIVERED_IDS_PER_NOTIFY])
+        await session.execute(sa.select(sa.func.pg_notify(DELIVERED_CHANNEL, chunk)))
+
+
+async def record_config_ack(
+    session: AsyncSession, device: Device, version: int, config: dict[str, Any]
+) -> None:
+    """Store the config the device reports it applied; an older report never wins."""
+    await session.execute(
+        sa.update(Device)
+        .where(
+            Device.device_id == device.device_id,
+            sa.or_(
+                Device.reported_config_version.is_(None),
+                Device.reported_config_version <= version,
+            ),
+        )
+        .values(
+            reported_config=config,
+            reported_config_version=version,
+            reported_config_at=sa.func.now(),
+        )
+    )

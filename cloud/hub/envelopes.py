@@ -1,0 +1,78 @@
+"""Command envelopes and their durable notification (NOTIFY in the storing transaction)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cloud.core.ids import config_command_id
+from cloud.models import Device, Trigger
+
+COMMANDS_CHANNEL = "visant_commands"
+NOTIFY_PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses NOTIFY payloads of 8000 or more
+
+
+class CommandType(StrEnum):
+    CAPTURE = "capture"
+    CONFIG = "config"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def capture_envelope(trigger: Trigger) -> dict[str, Any]:
+    return {
+        "command_id": trigger.trigger_id,
+        "type": CommandType.CAPTURE.value,
+        "issued_at": _iso(trigger.created_at or trigger.scheduled_at),
+        "expires_at": _iso(trigger.expires_at),
+        "payload": {
+            "trigger_id": trigger.trigger_id,
+            "trigger_type": trigger.trigger_type.value,
+            "trigger_label": trigger.trigger_label,
+        },
+    }
+
+
+def config_envelope(device: Device, issued_at: datetime | None = None) -> dict[str, Any]:
+    return {
+        "command_id": config_command_id(device.config_version),
+        "type": CommandType.CONFIG.value,
+        "issued_at": _iso(issued_at or datetime.now(UTC)),
+        "expires_at": None,
+        "payload": {"version": device.config_version, "config": device.config},
+    }
+
+
+def command_message(device_id: str, envelope: dict[str, Any]) -> str:
+    """The COMMANDS_CHANNEL payload announcing `envelope` to the instance holding the device.
+
+    An envelope too large for NOTIFY is announced without its body; listeners then re-read
+    the device's pending commands from the database.
+    """
+    message = json.dumps({"device_id": device_id, "envelope": envelope}, separators=(",", ":"))
+    if len(message.encode()) > NOTIFY_PAYLOAD_LIMIT:
+        message = json.dumps({"device_id": device_id, "envelope": None}, separators=(",", ":"))
+    return message
+
+
+def parse_command_message(payload: str) -> tuple[str, dict[str, Any] | None]:
+    """(device_id, envelope) of a COMMANDS_CHANNEL payload; envelope None: re-read the backlog."""
+    message = json.loads(payload)
+    return message["device_id"], message.get("envelope")
+
+
+def notify_command_statement(device_id: str, envelope: dict[str, Any]) -> sa.Select:
+    """`SELECT pg_notify(...)`: delivered by PostgreSQL only if the transaction commits."""
+    return sa.select(sa.func.pg_notify(COMMANDS_CHANNEL, command_message(device_id, envelope)))
+
+
+async def notify_command(session: AsyncSession, device_id: str, envelope: dict[str, Any]) -> None:
+    """Queue a NOTIFY for every instance in the caller's transaction."""
+    await session.execute(notify_command_statement(device_id, envelope))

@@ -1,0 +1,183 @@
+"""Presence: which devices hold a live stream on which live instance, and the instances' rows.
+
+An instance heartbeats every keepalive; one that missed MISSED_HEARTBEATS is dead and its
+devices are offline. A stream's presence row names the instance and stream that hold it; a
+newer stream elsewhere takes the row over and the older instance is told on PRESENCE_CHANNEL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cloud.hub import close_reasons
+from cloud.models import Device, DeviceConnection, DeviceStatus, ServerInstance
+
+_TEXT_ARRAY = ARRAY(sa.Text)
+
+# An instance that missed this many heartbeats is dead; its devices are offline.
+MISSED_HEARTBEATS = 2
+
+
+def presence_window(keepalive_seconds: float) -> timedelta:
+    return timedelta(seconds=keepalive_seconds * MISSED_HEARTBEATS)
+
+
+def is_connected(keepalive_seconds: float) -> sa.ColumnElement[bool]:
+    """SQL condition, correlated to `Device`: the device has a stream on a live instance."""
+    fresh_since = sa.func.now() - presence_window(keepalive_seconds)
+    return (
+        sa.select(DeviceConnection.device_id)
+        .join(ServerInstance, ServerInstance.instance_id == DeviceConnection.instance_id)
+        .where(
+            DeviceConnection.device_id == Device.device_id,
+            ServerInstance.heartbeat_at > fresh_since,
+        )
+        .exists()
+    )
+
+
+async def forget_dead_instances(session: AsyncSession, keepalive_seconds: float) -> int:
+    """Delete instances that missed their heartbeats; their device connections go with them."""
+    result = await session.execute(
+        sa.delete(ServerInstance).where(
+            ServerInstance.heartbeat_at < sa.func.now() - presence_window(keepalive_seconds)
+        )
+    )
+    return result.rowcount  # type: ignore[attr-defined]
+
+
+PRESENCE_CHANNEL = "visant_presence"
+
+
+async def claim_presence(
+    session: AsyncSession, device_id: str, instance_id: str, stream_id: str
+) -> float:
+    """Make this stream the device's live one and tell older streams elsewhere to close.
+
+    Returns the claim's database time (epoch seconds): a later claim wins, whatever order the
+    notifications arrive in.
+    """
+    claimed_at = await session.scalar(sa.select(sa.func.clock_timestamp()))
+    assert claimed_at is not None
+    statement = insert(DeviceConnection).values(
+        device_id=device_id, instance_id=instance_id, stream_id=stream_id, connected_at=claimed_at
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[DeviceConnection.device_id],
+            set_={
+                "instance_id": statement.excluded.instance_id,
+                "stream_id": statement.excluded.stream_id,
+                "connected_at": statement.excluded.connected_at,
+            },
+        )
+    )
+    await session.execute(
+        sa.update(Device).where(Device.device_id == device_id).values(last_seen_at=claimed_at)
+    )
+    message = json.dumps(
+        {
+            "device_id": device_id,
+            "stream_id": stream_id,
+            "instance_id": instance_id,
+            "claimed_at": claimed_at.timestamp(),
+        }
+    )
+    await session.execute(sa.select(sa.func.pg_notify(PRESENCE_CHANNEL, message)))
+    return claimed_at.timestamp()
+
+
+async def release_presence(session: AsyncSession, streams: Sequence[tuple[str, str]]) -> None:
+    """Forget ended streams (device_id, stream_id) unless a newer stream took over."""
+    if not streams:
+        return
+    await session.execute(
+        sa.text(
+            "DELETE FROM device_connections AS c USING unnest(:devices, :streams) AS s(d, st) "
+            "WHERE c.device_id = s.d AND c.stream_id = s.st"
+        ).bindparams(
+            sa.bindparam("devices", type_=_TEXT_ARRAY),
+            sa.bindparam("streams", type_=_TEXT_ARRAY),
+        ),
+        {"devices": [d for d, _ in streams], "streams": [s for _, s in streams]},
+    )
+    await session.execute(
+        sa.update(Device)
+        .where(Device.device_id.in_({d for d, _ in streams}))
+        .values(last_seen_at=sa.func.now())
+    )
+
+
+async def register_instance(
+    session: AsyncSession, instance_id: str, hostname: str, pid: int
+) -> None:
+    statement = insert(ServerInstance).values(instance_id=instance_id, hostname=hostname, pid=pid)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ServerInstance.instance_id], set_={"heartbeat_at": sa.func.now()}
+        )
+    )
+
+
+async def heartbeat(session: AsyncSession, instance_id: str) -> bool:
+    """Refresh this instance's heartbeat; False when its row was reaped meanwhile."""
+    result = await session.execute(
+        sa.update(ServerInstance)
+        .where(ServerInstance.instance_id == instance_id)
+        .values(heartbeat_at=sa.func.now())
+    )
+    return result.rowcount > 0  # type: ignore[attr-defined]
+
+
+async def touch_devices(
+    session: AsyncSession, streams: Sequence[tuple[str, str]]
+) -> dict[str, str]:
+    """Set last_seen_at of these connected (device_id, key_hash) to now; returns {device_id:
+    reason} for those that may no longer stream (suspended, inactive or key rotated since)."""
+    rows = await session.execute(
+        sa.text(
+            "WITH touched AS (UPDATE devices AS d SET last_seen_at = now() "
+            "FROM unnest(:ids, :hashes) AS s(id, key_hash) WHERE d.device_id = s.id "
+            "RETURNING d.device_id, d.status, d.key_hash <> s.key_hash AS rotated) "
+            "SELECT device_id, status, rotated FROM touched WHERE status <> :active OR rotated"
+        ).bindparams(
+            sa.bindparam("ids", type_=_TEXT_ARRAY), sa.bindparam("hashes", type_=_TEXT_ARRAY)
+        ),
+        {
+            "ids": [device_id for device_id, _ in streams],
+            "hashes": [key_hash for _, key_hash in streams],
+            "active": DeviceStatus.ACTIVE.value,
+        },
+    )
+    return {
+        device_id: close_reasons.KEY_ROTATED if rotated else close_reasons.device_not_active(status)
+        for device_id, status, rotated in rows
+    }
+
+
+async def restore_presence(
+    session: AsyncSession, instance_id: str, streams: Sequence[tuple[str, str]]
+) -> None:
+    """Re-claim the rows of this instance's live streams (after its instance row was reaped)."""
+    for device_id, stream_id in streams:
+        statement = insert(DeviceConnection).values(
+            device_id=device_id, instance_id=instance_id, stream_id=stream_id
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[DeviceConnection.device_id],
+                set_={"instance_id": instance_id, "stream_id": stream_id},
+            )
+        )
+
+
+async def unregister_instance(session: AsyncSession, instance_id: str) -> None:
+    await session.execute(
+        sa.delete(ServerInstance).where(ServerInstance.instance_id == instance_id)
+    )

@@ -1,0 +1,110 @@
+"""Batched bookkeeping of the hub's streams: sent marks, ended streams, delivery confirmations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cloud.core.db import log_worker_failure
+from cloud.core.worker import Worker
+from cloud.hub import delivery, presence
+
+logger = logging.getLogger(__name__)
+
+FLUSH_RETRY_SECONDS = 0.5  # pause after a failed flush before trying again
+FLUSH_WINDOW_SECONDS = 0.02  # deliveries recorded together
+DB_STEP_TIMEOUT = 10.0  # seconds; bounds each flush
+FINAL_FLUSH_TIMEOUT = 3.0  # seconds; bounds the flush at stop()
+
+
+class DeliveryRecorder(Worker):
+    """Writes what streams did in few transactions, then answers trigger API calls waiting on it.
+
+    At 100 triggers/s a transaction per event would be most of the hub's database work; here
+    one transaction per 20 ms window records every write (`sent` only when still `pending`, so
+    a late mark never overwrites a terminal state) and every ended stream.
+    """
+
+    name = "hub-recorder"
+    stop_grace = DB_STEP_TIMEOUT  # a flush in flight is bounded by its own timeout
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        super().__init__()
+        self._sessions = sessions
+        self._written: list[tuple[str, datetime, bool]] = []
+        self._released: list[tuple[str, str]] = []
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._dirty = asyncio.Event()
+
+    async def stop(self) -> None:
+        """Idempotent: end the loop, then one last bounded flush."""
+        if self.stopping:
+            return
+        await super().stop()
+        try:
+            async with asyncio.timeout(FINAL_FLUSH_TIMEOUT):
+                await self.flush()
+        except Exception:  # noqa: BLE001 - lost sent marks only mean a resend on reconnect
+            logger.warning("last delivery records not written at stop")
+
+    def written(self, trigger_id: str, manual: bool) -> None:
+        """A capture command's bytes went to a client now."""
+        self._written.append((trigger_id, datetime.now(UTC), manual))
+        self._dirty.set()
+
+    def released(self, device_id: str, stream_id: str) -> None:
+        """A stream ended; its presence row goes unless a newer stream took it over."""
+        self._released.append((device_id, stream_id))
+        self._dirty.set()
+
+    def expect(self, trigger_id: str) -> asyncio.Future[None]:
+        """A future resolved once the trigger is recorded as delivered (here or elsewhere)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[trigger_id] = future
+        return future
+
+    def forget(self, trigger_id: str) -> None:
+        self._waiters.pop(trigger_id, None)
+
+    def resolve(self, trigger_id: str) -> bool:
+        future = self._waiters.pop(trigger_id, None)
+        if future is None:
+            return False
+        if not future.done():
+            future.set_result(None)
+        return True
+
+    async def flush(self) -> None:
+        written, self._written = self._written, []
+        released, self._released = self._released, []
+        if not written and not released:
+            return
+        try:
+            async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
+                await delivery.mark_sent(session, [(tid, at) for tid, at, _ in written])
+                # Triggers made on another instance: its API call waits for this NOTIFY.
+                remote = [tid for tid, _, manual in written if manual and tid not in self._waiters]
+                await delivery.notify_delivered(session, remote)
+                await presence.release_presence(session, released)
+                await session.commit()
+        except BaseException:
+            self._written[:0] = written
+            self._released[:0] = released
+            raise
+        for trigger_id, _, _ in written:
+            self.resolve(trigger_id)
+
+    async def run(self) -> None:
+        while not self.stopping:
+            await self.wait_stop_or(self._dirty)
+            await self.wait(FLUSH_WINDOW_SECONDS)
+            self._dirty.clear()
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 - keep recording after a database error
+                log_worker_failure(logger, "recording deliveries failed; retrying")
+                await self.wait(FLUSH_RETRY_SECONDS)
+                self._dirty.set()

@@ -1,0 +1,68 @@
+"""Opening a device's stream: authenticate, register, read the backlog, claim presence."""
+
+from __future__ import annotations
+
+import math
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cloud.auth.service import authenticate_device
+from cloud.core.config import Settings
+from cloud.core.errors import ApiError
+from cloud.hub import close_reasons
+from cloud.hub.delivery import backlog_envelopes
+from cloud.hub.hub import CommandHub, LocalStream
+from cloud.hub.presence import claim_presence
+
+SHUTDOWN_RETRY_AFTER = "5"  # seconds
+
+
+async def open_device_stream(
+    hub: CommandHub,
+    session_factory: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    device_id: str,
+    key: str | None,
+) -> LocalStream:
+    """A registered stream holding the device's backlog; no database connection stays open.
+
+    The stream is registered before the backlog is read, so a command committed meanwhile is
+    either in the backlog or held live (then deduplicated); none falls in between.
+    """
+    if not hub.accepting:
+        raise ApiError(503, "server shutting down", {"Retry-After": SHUTDOWN_RETRY_AFTER})
+    async with session_factory() as session:
+        device = await authenticate_device(session, settings, device_id, key)
+        wait = hub.allow_open(device.device_id)
+        if wait is not None:
+            raise ApiError(
+                429, "too many streams opened by this device", {"Retry-After": str(math.ceil(wait))}
+            )
+        stream = hub.open_stream(device.device_id, device.key_hash)
+        try:
+            backlog = await backlog_envelopes(session, device)
+            stream.claimed_at = await claim_presence(
+                session, device.device_id, hub.instance_id, stream.stream_id
+            )
+            await session.commit()
+        except IntegrityError as exc:
+            _abandon(hub, stream)
+            raise ApiError(
+                503, "server instance re-registering", {"Retry-After": SHUTDOWN_RETRY_AFTER}
+            ) from exc
+        except (DBAPIError, OSError, TimeoutError) as exc:
+            _abandon(hub, stream)
+            raise ApiError(
+                503, "database unavailable", {"Retry-After": SHUTDOWN_RETRY_AFTER}
+            ) from exc
+        except BaseException:
+            _abandon(hub, stream)
+            raise
+    hub.finish_replay(stream, backlog)
+    return stream
+
+
+def _abandon(hub: CommandHub, stream: LocalStream) -> None:
+    stream.mailbox.close(close_reasons.DISCONNECTED)
+    hub.end_stream(stream)

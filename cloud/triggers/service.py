@@ -1,0 +1,191 @@
+"""Trigger operations: creation with its NOTIFY, manual requests, listing, cancel, failure, expiry.
+
+Lifecycle: pending -> sent -> executed | failed | expired; docs/architecture.md has the rules.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cloud.core.config import Settings
+from cloud.core.cursors import decode_cursor, encode_cursor
+from cloud.core.errors import ApiError
+from cloud.core.ids import TRIGGER_ID, new_trigger_id
+from cloud.hub.envelopes import capture_envelope, notify_command
+from cloud.hub.presence import is_connected
+from cloud.models import OPEN_TRIGGER_STATUSES, Device, Trigger, TriggerStatus, TriggerType, User
+
+CANCELLED_ERROR = "cancelled by user"
+MANUAL_CAP_LOCK = 0x7653  # advisory lock namespace ("vS") of the per-device manual-trigger cap
+
+
+async def create_trigger(
+    session: AsyncSession,
+    device_id: str,
+    trigger_type: TriggerType,
+    ttl: timedelta,
+    *,
+    label: str | None = None,
+    scheduled_at: datetime | None = None,
+    requested_by: uuid.UUID | None = None,
+) -> Trigger:
+    """Store a pending trigger and announce it; the caller commits (which sends the NOTIFY)."""
+    now = datetime.now(UTC)
+    trigger = Trigger(
+        trigger_id=new_trigger_id(),
+        device_id=device_id,
+        trigger_type=trigger_type,
+        trigger_label=label,
+        status=TriggerStatus.PENDING,
+        scheduled_at=scheduled_at or now,
+        created_at=now,
+        expires_at=now + ttl,
+        requested_by_user_id=requested_by,
+    )
+    session.add(trigger)
+    await session.flush()
+    await notify_command(session, device_id, capture_envelope(trigger))
+    return trigger
+
+
+@dataclass(frozen=True)
+class TriggerFilter:
+    device_id: str | None = None
+    status: TriggerStatus | None = None
+    trigger_type: TriggerType | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def request_manual_trigger(
+    session: AsyncSession,
+    settings: Settings,
+    device: Device,
+    user: User,
+    label: str | None,
+    ttl_seconds: int | None,
+) -> tuple[Trigger, bool]:
+    """Store a manual trigger (caller commits); also says whether the device is online now.
+
+    A per-device advisory lock (held to commit) keeps concurrent requests from passing the
+    cap together. Not a row lock: the hub's heartbeat updates `devices.last_seen_at` of every
+    connected device, and trigger requests must not queue behind it.
+    """
+    await session.execute(
+        sa.select(
+            sa.func.pg_advisory_xact_lock(MANUAL_CAP_LOCK, sa.func.hashtext(device.device_id))
+        )
+    )
+    open_manual = sa.and_(
+        Trigger.device_id == Device.device_id,
+        Trigger.trigger_type == TriggerType.MANUAL,
+        Trigger.status.in_(OPEN_TRIGGER_STATUSES),
+        Trigger.expires_at > sa.func.now(),
+    )
+    # A statement after the lock, so its snapshot sees triggers committed while we waited.
+    open_count, first_expiry, online = (
+        await session.execute(
+            sa.select(
+                sa.select(sa.func.count()).where(open_manual).scalar_subquery(),
+                sa.select(sa.func.min(Trigger.expires_at)).where(open_manual).scalar_subquery(),
+                is_connected(settings.keepalive_seconds),
+            ).where(Device.device_id == device.device_id)
+        )
+    ).one()
+    if open_count >= settings.max_open_manual_triggers:
+        wait = max(1, math.ceil((first_expiry - datetime.now(UTC)).total_seconds()))
+        raise ApiError(
+            429,
+            f"device has {open_count} open manual triggers (limit "
+            f"{settings.max_open_manual_triggers})",
+            {"Retry-After": str(wait)},
+        )
+    ttl = timedelta(seconds=ttl_seconds or settings.manual_trigger_ttl_seconds)
+    trigger = await create_trigger(
+        session, device.device_id, TriggerType.MANUAL, ttl, label=label, requested_by=user.user_id
+    )
+    return trigger, bool(online)
+
+
+def _org_triggers(user: User) -> sa.Select[tuple[Trigger]]:
+    return (
+        sa.select(Trigger)
+        .join(Device, Device.device_id == Trigger.device_id)
+        .where(Device.org_id == user.org_id)
+    )
+
+
+async def list_triggers(
+    session: AsyncSession, user: User, where: TriggerFilter, limit: int, cursor: str | None
+) -> tuple[list[Trigger], str | None]:
+    """The org's triggers, newest first, one page; the cursor of the next page or None."""
+    query = _org_triggers(user)
+    if where.device_id is not None:
+        query = query.where(Trigger.device_id == where.device_id)
+    if where.status is not None:
+        query = query.where(Trigger.status == where.status)
+    if where.trigger_type is not None:
+        query = query.where(Trigger.trigger_type == where.trigger_type)
+    if where.since is not None:
+        query = query.where(Trigger.created_at >= where.since)
+    if where.until is not None:
+        query = query.where(Trigger.created_at < where.until)
+    if cursor is not None:
+        moment, trigger_id = decode_cursor(cursor, TRIGGER_ID)
+        query = query.where(
+            sa.tuple_(Trigger.created_at, Trigger.trigger_id) < (moment, trigger_id)
+        )
+    query = query.order_by(Trigger.created_at.desc(), Trigger.trigger_id.desc()).limit(limit + 1)
+    rows = list(await session.scalars(query))
+    next_cursor = (
+        encode_cursor(rows[limit - 1].created_at, rows[limit - 1].trigger_id)
+        if len(rows) > limit
+        else None
+    )
+    return rows[:limit], next_cursor
+
+
+async def org_trigger(session: AsyncSession, user: User, trigger_id: str) -> Trigger:
+    trigger = await session.scalar(_org_triggers(user).where(Trigger.trigger_id == trigger_id))
+    if trigger is None:
+        raise ApiError(404, "trigger not found")
+    return trigger
+
+
+async def finish_open_trigger(session: AsyncSession, trigger: Trigger, error: str) -> Trigger:
+    """Mark an open trigger failed with `error`; 409 when it is already terminal."""
+    finished = await session.scalar(
+        sa.update(Trigger)
+        .where(Trigger.trigger_id == trigger.trigger_id, Trigger.status.in_(OPEN_TRIGGER_STATUSES))
+        .values(status=TriggerStatus.FAILED, error=error, finished_at=sa.func.now())
+        .returning(Trigger.trigger_id)
+    )
+    if finished is None:
+        await session.refresh(trigger)
+        raise ApiError(409, f"trigger is already {trigger.status.value}")
+    await session.refresh(trigger)
+    return trigger
+
+
+async def device_trigger(session: AsyncSession, device_id: str, trigger_id: str) -> Trigger:
+    trigger = await session.get(Trigger, trigger_id)
+    if trigger is None or trigger.device_id != device_id:
+        raise ApiError(404, "trigger not found")
+    return trigger
+
+
+async def expire_overdue_triggers(session: AsyncSession) -> int:
+    """Close every open trigger past its expiry; idempotent, so instances may race freely."""
+    result = await session.execute(
+        sa.update(Trigger)
+        .where(Trigger.status.in_(OPEN_TRIGGER_STATUSES), Trigger.expires_at < sa.func.now())
+        .values(status=TriggerStatus.EXPIRED, finished_at=sa.func.now())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount  # type: ignore[attr-defined]

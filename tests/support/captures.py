@@ -1,0 +1,102 @@
+"""Builders for capture tests: real JPEG/PNG bytes (OpenCV), upload bodies, triggers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import zlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.core.ids import new_trigger_id
+from cloud.models import Trigger, TriggerStatus, TriggerType
+
+
+def jpeg_bytes(width: int = 320, height: int = 240, seed: int = 0) -> bytes:
+    """A real noisy JPEG made by OpenCV."""
+    frame = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    assert ok
+    return encoded.tobytes()
+
+
+def png_bytes(width: int = 64, height: int = 48) -> bytes:
+    frame = np.zeros((height, width, 3), dtype=np.uint8)
+    cv2.rectangle(frame, (4, 4), (width // 2, height // 2), (0, 255, 0), -1)
+    ok, encoded = cv2.imencode(".png", frame)
+    assert ok
+    return encoded.tobytes()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose valid IHDR claims a huge size: a decompression bomb stopped at the header."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + b"\x00" * 64
+
+
+def capture_metadata(device_id: str, trigger_id: str | None = None, **fields: Any) -> dict:
+    document: dict[str, Any] = {
+        "device_id": device_id,
+        "trigger_id": trigger_id,
+        "captured_at": datetime.now(UTC).isoformat(),
+        "trigger_label": None,
+        "metadata": {"camera": "test"},
+        "detections": [],
+    }
+    document.update(fields)
+    return document
+
+
+def upload_multipart(
+    client: httpx.Client,
+    headers: dict[str, str],
+    metadata: dict[str, Any],
+    image: bytes,
+    content_type: str = "image/jpeg",
+) -> httpx.Response:
+    files = {"image": ("capture.jpg", image, content_type)}
+    return client.post(
+        "/v1/captures", files=files, data={"metadata": json.dumps(metadata)}, headers=headers
+    )
+
+
+def upload_json(
+    client: httpx.Client, headers: dict[str, str], metadata: dict[str, Any], image: bytes
+) -> httpx.Response:
+    body = {**metadata, "image_base64": base64.b64encode(image).decode()}
+    return client.post("/v1/captures", json=body, headers=headers)
+
+
+def make_trigger(
+    db: sessionmaker[Session],
+    device_id: str,
+    status: TriggerStatus = TriggerStatus.SENT,
+    trigger_type: TriggerType = TriggerType.MANUAL,
+    label: str | None = "test",
+) -> str:
+    """A trigger row written directly (the trigger API is another issue's)."""
+    now = datetime.now(UTC)
+    trigger_id = new_trigger_id()
+    with db() as session:
+        session.add(
+            Trigger(
+                trigger_id=trigger_id,
+                device_id=device_id,
+                trigger_type=trigger_type,
+                trigger_label=label,
+                status=status,
+                scheduled_at=now,
+                created_at=now,
+                sent_at=now if status is TriggerStatus.SENT else None,
+                expires_at=now + timedelta(minutes=5),
+            )
+        )
+        session.commit()
+    return trigger_id

@@ -1,0 +1,155 @@
+"""Manual trigger, listing, cancel, failure and presence routes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tests.support.factories import Factory
+from tests.support.live_server import LiveServer
+from tests.support.streams import StreamReader
+
+
+def _trigger(
+    client: httpx.Client, device_id: str, headers: dict[str, str], **body: object
+) -> httpx.Response:
+    return client.post(f"/v1/devices/{device_id}/trigger", json=body, headers=headers)
+
+
+def test_trigger_routes_are_scoped_to_the_users_org(
+    live_server: LiveServer, factory: Factory
+) -> None:
+    owner = factory.user()
+    stranger = factory.user()
+    device = factory.device(org_id=owner.org_id)
+    with live_server.client() as client:
+        trigger_id = _trigger(client, device.device_id, owner.headers).json()["trigger_id"]
+        assert _trigger(client, device.device_id, stranger.headers).status_code == 404
+        assert client.get(f"/v1/triggers/{trigger_id}", headers=stranger.headers).status_code == 404
+        cancel = client.post(f"/v1/triggers/{trigger_id}/cancel", headers=stranger.headers)
+        assert cancel.status_code == 404
+        assert client.get("/v1/triggers", headers=stranger.headers).json()["triggers"] == []
+        assert _trigger(client, device.device_id, {}).status_code == 401
+        assert _trigger(client, device.device_id, device.headers).status_code == 401
+
+
+def test_manual_trigger_bad_input_is_a_json_4xx(live_server: LiveServer, factory: Factory) -> None:
+    user = factory.user()
+    device = factory.device(org_id=user.org_id)
+    with live_server.client() as client:
+        for body in ({"ttl_seconds": 0}, {"label": "x" * 201}, {"unknown": 1}):
+            response = _trigger(client, device.device_id, user.headers, **body)
+            assert response.status_code == 422 and response.json()["detail"]
+        assert _trigger(client, "bad id!", user.headers).status_code == 404
+        bad_cursor = client.get("/v1/triggers", params={"cursor": "@@"}, headers=user.headers)
+        assert bad_cursor.status_code == 422
+        bad_status = client.get("/v1/triggers", params={"status": "done"}, headers=user.headers)
+        assert bad_status.status_code == 422
+
+
+def test_open_manual_trigger_cap_answers_429_with_retry_after(
+    start_server: Callable[..., LiveServer], factory: Factory
+) -> None:
+    server = start_server(max_open_manual_triggers=2)
+    user = factory.user()
+    device = factory.device(org_id=user.org_id)
+    with server.client() as client:
+        for _ in range(2):
+            assert _trigger(client, device.device_id, user.headers).status_code == 200
+        refused = _trigger(client, device.device_id, user.headers)
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert "open manual triggers" in refused.json()["detail"]
+
+
+def test_cancel_open_trigger_then_cancel_again_is_409(
+    live_server: LiveServer, factory: Factory
+) -> None:
+    user = factory.user()
+    device = factory.device(org_id=user.org_id)
+    with live_server.client() as client:
+        trigger_id = _trigger(client, device.device_id, user.headers).json()["trigger_id"]
+        cancelled = client.post(f"/v1/triggers/{trigger_id}/cancel", headers=user.headers)
+        assert cancelled.status_code == 200
+        assert cancelled.json()["status"] == "failed"
+        assert cancelled.json()["error"] == "cancelled by user"
+        assert cancelled.json()["finished_at"] is not None
+        again = client.post(f"/v1/triggers/{trigger_id}/cancel", headers=user.headers)
+        assert again.status_code == 409 and again.json()["detail"] == "trigger is already failed"
+
+
+def test_device_reports_failure_with_reason(live_server: LiveServer, factory: Factory) -> None:
+    user = factory.user()
+    device = factory.device(org_id=user.org_id)
+    other = factory.device(org_id=user.org_id)
+    with live_server.client() as client:
+        trigger_id = _trigger(client, device.device_id, user.headers).json()["trigger_id"]
+        path = f"/v1/devices/{device.device_id}/triggers/{trigger_id}/failed"
+        assert client.post(path, json={"reason": "x"}, headers=other.headers).status_code == 403
+        foreign = f"/v1/devices/{other.device_id}/triggers/{trigger_id}/failed"
+        assert client.post(foreign, json={"reason": "x"}, headers=other.headers).status_code == 404
+        assert client.post(path, json={}, headers=device.headers).status_code == 422
+        failed = client.post(path, json={"reason": "camera busy"}, headers=device.headers)
+        assert failed.json() == {"trigger_id": trigger_id, "status": "failed"}
+        assert client.post(path, json={"reason": "x"}, headers=device.headers).status_code == 409
+        row = client.get(f"/v1/triggers/{trigger_id}", headers=user.headers).json()
+        assert row["status"] == "failed" and row["error"] == "camera busy"
+        garbage = f"/v1/devices/{device.device_id}/triggers/nope/failed"
+        assert client.post(garbage, json={"reason": "x"}, headers=device.headers).status_code == 404
+
+
+def test_trigger_listing_filters_and_pages(live_server: LiveServer, factory: Factory) -> None:
+    user = factory.user()
+    first = factory.device(org_id=user.org_id)
+    second = factory.device(org_id=user.org_id)
+    with live_server.client() as client:
+        ids = [
+            _trigger(client, first.device_id, user.headers).json()["trigger_id"] for _ in range(5)
+        ]
+        _trigger(client, second.device_id, user.headers)
+        client.post(f"/v1/triggers/{ids[0]}/cancel", headers=user.headers)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params = {"device_id": first.device_id, "limit": 2}
+            if cursor:
+                params["cursor"] = cursor
+            page = client.get("/v1/triggers", params=params, headers=user.headers).json()
+            seen += [t["trigger_id"] for t in page["triggers"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == list(reversed(ids))
+        failed = client.get(
+            "/v1/triggers",
+            params={"status": "failed", "trigger_type": "manual"},
+            headers=user.headers,
+        ).json()["triggers"]
+        assert [t["trigger_id"] for t in failed] == [ids[0]]
+        none_yet = client.get(
+            "/v1/triggers", params={"since": "2999-01-01T00:00:00"}, headers=user.headers
+        ).json()["triggers"]
+        assert none_yet == []
+
+
+def test_connected_lists_only_own_org_devices_with_a_live_stream(
+    live_server: LiveServer, factory: Factory
+) -> None:
+    user = factory.user()
+    mine = factory.device(org_id=user.org_id, reported_config_version=1)
+    factory.device(org_id=user.org_id)
+    theirs = factory.device(reported_config_version=1)
+    readers = [StreamReader(live_server.url, d.device_id, d.key).start() for d in (mine, theirs)]
+    with live_server.client() as client:
+        try:
+            listed = client.get("/v1/devices/connected", headers=user.headers).json()["devices"]
+            assert [d["device_id"] for d in listed] == [mine.device_id]
+        finally:
+            for reader in readers:
+                reader.close()
+        deadline = time.monotonic() + 5
+        while client.get("/v1/devices/connected", headers=user.headers).json()["devices"]:
+            assert time.monotonic() < deadline, "disconnected device still listed"
+            time.sleep(0.05)
