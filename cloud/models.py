@@ -51,7 +51,6 @@ class TriggerStatus(StrEnum):
 
 
 OPEN_TRIGGER_STATUSES = (TriggerStatus.PENDING, TriggerStatus.SENT)
-TERMINAL_TRIGGER_STATUSES = (TriggerStatus.EXECUTED, TriggerStatus.FAILED, TriggerStatus.EXPIRED)
 
 
 class EvaluationStatus(StrEnum):

@@ -9,14 +9,14 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cloud.auth.service import authenticate_device, authenticate_user
+from cloud.auth.service import authenticate_device, authenticate_user, require_role
 from cloud.captures.ratelimit import RateLimiter
 from cloud.captures.storage import SnapshotStore
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import DEVICE_ID
 from cloud.hub.hub import CommandHub
-from cloud.models import Device, User
+from cloud.models import Device, User, UserRole
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -79,6 +79,19 @@ async def get_current_user(token: BearerToken, session: SessionDep, settings: Se
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_operator(user: CurrentUser) -> User:
+    return require_role(user, UserRole.OPERATOR)
+
+
+async def get_admin(user: CurrentUser) -> User:
+    return require_role(user, UserRole.ADMIN)
+
+
+# Any signed-in user may read (viewer); these may change things.
+OperatorUser = Annotated[User, Depends(get_operator)]
+AdminUser = Annotated[User, Depends(get_admin)]
 
 
 async def get_org_device(

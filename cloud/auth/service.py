@@ -19,9 +19,12 @@ from cloud.core.security import (
     new_secret,
     verify_password,
 )
-from cloud.models import Device, DeviceStatus, User, UserToken
+from cloud.models import Device, DeviceStatus, User, UserRole, UserToken
 
 TOKEN_LIFETIME = timedelta(days=30)
+# Each role may do everything the roles below it may: viewer reads, operator runs devices,
+# triggers and alerts, admin also manages users, channels and keys.
+ROLE_RANK = {UserRole.VIEWER: 0, UserRole.OPERATOR: 1, UserRole.ADMIN: 2}
 _SECRET_BODY = re.compile(r"[A-Za-z0-9_-]{43}")
 # Verified against when the email is unknown, so both paths cost one scrypt.
 _DUMMY_HASH = (
@@ -106,3 +109,15 @@ async def authenticate_device(
     if device.status != DeviceStatus.ACTIVE:
         raise ApiError(403, f"device is {device.status.value}")
     return device
+
+
+def has_role(user: User, role: UserRole) -> bool:
+    """True when the user's role is `role` or above it."""
+    return ROLE_RANK[UserRole(user.role)] >= ROLE_RANK[role]
+
+
+def require_role(user: User, role: UserRole) -> User:
+    """The user, when allowed to act as `role`; 403 naming the role otherwise."""
+    if not has_role(user, role):
+        raise ApiError(403, f"this needs the {role.value} role")
+    return user

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, model_validator
@@ -84,8 +83,3 @@ class Settings(BaseSettings):
     @property
     def snapshots_dir(self) -> Path:
         return self.data_dir / "snapshots"
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,11 +68,6 @@ def _connect_or_unavailable(
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    async with factory() as session:
-        yield session
 
 
 def create_sync_session_factory(url: str) -> sessionmaker[Session]:

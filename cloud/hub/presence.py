@@ -8,6 +8,7 @@ newer stream elsewhere takes the row over and the older instance is told on PRES
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -40,6 +41,24 @@ def is_connected(keepalive_seconds: float) -> sa.ColumnElement[bool]:
         )
         .exists()
     )
+
+
+async def connected_devices_of_org(
+    session: AsyncSession, org_id: uuid.UUID, keepalive_seconds: float
+) -> Sequence[sa.Row]:
+    """(device_id, friendly_name, instance_id, connected_at) of the org's streaming devices."""
+    result = await session.execute(
+        sa.select(
+            Device.device_id,
+            Device.friendly_name,
+            DeviceConnection.instance_id,
+            DeviceConnection.connected_at,
+        )
+        .join(DeviceConnection, DeviceConnection.device_id == Device.device_id)
+        .where(Device.org_id == org_id, is_connected(keepalive_seconds))
+        .order_by(Device.device_id)
+    )
+    return result.all()
 
 
 async def forget_dead_instances(session: AsyncSession, keepalive_seconds: float) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cloud.api.deps import SessionDep, SettingsDep
-from cloud.api.schemas.devices import TokenRequest, TokenResponse
+from cloud.api.schemas.auth import TokenRequest, TokenResponse
 from cloud.auth.service import issue_token
 from cloud.core.errors import ApiError
 

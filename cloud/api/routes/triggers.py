@@ -7,10 +7,9 @@ import contextlib
 from datetime import datetime
 from typing import Annotated
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
-from cloud.api.deps import CurrentUser, OrgDevice, SessionDep, SettingsDep
+from cloud.api.deps import CurrentUser, HubDep, OrgDevice, SessionDep, SettingsDep
 from cloud.api.schemas.triggers import (
     ConnectedDevice,
     ConnectedList,
@@ -19,9 +18,8 @@ from cloud.api.schemas.triggers import (
     TriggerList,
     TriggerOut,
 )
-from cloud.hub.hub import CommandHub
-from cloud.hub.presence import is_connected
-from cloud.models import Device, DeviceConnection, TriggerStatus, TriggerType
+from cloud.hub.presence import connected_devices_of_org
+from cloud.models import TriggerStatus, TriggerType
 from cloud.triggers.service import (
     CANCELLED_ERROR,
     TriggerFilter,
@@ -42,17 +40,7 @@ async def connected_devices(
     user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> ConnectedList:
     """Devices of the user's org with a live stream on any live instance."""
-    rows = await session.execute(
-        sa.select(
-            Device.device_id,
-            Device.friendly_name,
-            DeviceConnection.instance_id,
-            DeviceConnection.connected_at,
-        )
-        .join(DeviceConnection, DeviceConnection.device_id == Device.device_id)
-        .where(Device.org_id == user.org_id, is_connected(settings.keepalive_seconds))
-        .order_by(Device.device_id)
-    )
+    rows = await connected_devices_of_org(session, user.org_id, settings.keepalive_seconds)
     return ConnectedList(devices=[ConnectedDevice(**row._mapping) for row in rows])
 
 
@@ -63,10 +51,9 @@ async def trigger_device(
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
-    request: Request,
+    hub: HubDep,
 ) -> ManualTriggerResponse:
     """Ask the device for a capture now: `sent` if a live stream took it, else `pending`."""
-    hub: CommandHub = request.app.state.hub
     trigger, online = await request_manual_trigger(
         session, settings, device, user, body.label, body.ttl_seconds
     )

@@ -12,17 +12,6 @@ from cloud.devices.config_document import DeviceConfig
 from cloud.models import DeviceStatus
 
 
-class TokenRequest(StrictBody):
-    email: str = Field(min_length=3, max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
-
-
-class TokenResponse(BaseModel):
-    access_token: str
-    token_type: str = "bearer"
-    expires_at: datetime
-
-
 class DeviceCreate(StrictBody):
     device_id: DeviceId
     friendly_name: str | None = Field(default=None, max_length=200)
