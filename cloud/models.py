@@ -157,6 +157,8 @@ class Device(Base):
     next_trigger_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
     skipped_slots: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
     last_slot_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    # Set by DELETE /v1/devices/{id} when its captures are kept: the row stays for them.
+    deleted_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
 
 
 class Trigger(Base):
@@ -272,3 +274,51 @@ class DeviceConnection(Base):
     )
     stream_id: Mapped[str] = mapped_column(sa.String(40))
     connected_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+
+
+# -- Accounts and operations: audit log, device connection history -------------------------------
+
+
+class AuditEntry(Base):
+    """Who changed what: config pushes, key rotations, suspensions, role changes, triggers..."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index("ix_audit_log_org_created", "org_id", "created_at", "audit_id"),)
+
+    audit_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("orgs.org_id", ondelete="CASCADE"))
+    # Kept when the user is deleted; the email is copied so the entry still reads.
+    actor_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("users.user_id", ondelete="SET NULL")
+    )
+    actor_email: Mapped[str | None] = mapped_column(sa.String(320))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    target: Mapped[str] = mapped_column(sa.String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=sa.text("'{}'::jsonb")
+    )
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+
+
+class ConnectionEventKind(StrEnum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+class DeviceConnectionEvent(Base):
+    """A device stream opened or ended on an instance, with why it ended."""
+
+    __tablename__ = "device_connection_events"
+    __table_args__ = (
+        sa.Index("ix_device_connection_events_device_at", "device_id", "at", "event_id"),
+    )
+
+    event_id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    device_id: Mapped[str] = mapped_column(sa.ForeignKey("devices.device_id", ondelete="CASCADE"))
+    event: Mapped[ConnectionEventKind] = mapped_column(
+        _enum(ConnectionEventKind, "connection_event_kind")
+    )
+    reason: Mapped[str | None] = mapped_column(sa.String(64))
+    instance_id: Mapped[str] = mapped_column(sa.String(64))
+    stream_id: Mapped[str] = mapped_column(sa.String(40))
+    at: Mapped[datetime] = mapped_column(TIMESTAMP)
