@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cloud.core.logs import LogFormat
+
 PLACEHOLDER_SECRET = "change-me"  # noqa: S105 - the value refused outside development
 
 
@@ -37,6 +39,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.TEXT
+    access_log: bool = False  # uvicorn access lines (never for the command stream)
+    metrics_token: str | None = None  # unset: /metrics answers loopback clients only
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
 

