@@ -1,1 +1,1 @@
-"""Accounts and operations: orgs, users, tokens, the audit log, and the `python -m cloud` commands."""
+"""Accounts and operations: orgs, users, tokens, the audit log, the account commands."""

@@ -29,6 +29,7 @@ class AuditAction(StrEnum):
     USER_CREATED = "user.created"
     ROLE_CHANGED = "user.role_changed"
     USER_DEACTIVATED = "user.deactivated"
+    USER_REACTIVATED = "user.reactivated"
     PASSWORD_CHANGED = "user.password_changed"
     TOKENS_REVOKED = "user.tokens_revoked"
     ORG_CREATED = "org.created"

@@ -1,4 +1,4 @@
-"""Orgs, users and their tokens: one service for the users API and the `python -m cloud` commands."""
+"""Orgs, users and their tokens: one service for the users API and the account commands."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from cloud.captures.storage import SnapshotStore, snapshot_key
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import new_record_id
+from cloud.metrics import registry as metrics
 from cloud.models import (
     OPEN_TRIGGER_STATUSES,
     Capture,
@@ -211,5 +212,7 @@ async def ingest_capture(
         record_id,
         metadata.device_id,
         metadata.trigger_id,
+        extra={"device_id": metadata.device_id, "trigger_id": metadata.trigger_id},
     )
+    metrics.count_upload(len(image))
     return IngestResult(record_id, evaluation_status, True)

@@ -11,6 +11,7 @@ from cloud.models import DeviceStatus
 SHUTDOWN = "server shutting down"
 REPLACED = "replaced by a newer stream"
 KEY_ROTATED = "device key rotated"
+DELETED = "device deleted"
 # Ended by the client or for its own good: nothing is written to the socket.
 DISCONNECTED = "client disconnected"
 TOO_SLOW = "client too slow"

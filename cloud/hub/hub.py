@@ -23,7 +23,8 @@ from cloud.core.config import Settings
 from cloud.core.db import log_worker_failure
 from cloud.core.process_tuning import raise_open_file_limit, tune_garbage_collector
 from cloud.core.worker import Worker
-from cloud.hub import close_reasons, delivery, presence
+from cloud.hub import close_reasons, connection_log, delivery, presence
+from cloud.hub.connection_log import ConnectionEvent
 from cloud.hub.envelopes import (
     COMMANDS_CHANNEL,
     capture_envelope,
@@ -33,6 +34,8 @@ from cloud.hub.envelopes import (
 from cloud.hub.listener import PgListener
 from cloud.hub.mailbox import Command, Mailbox
 from cloud.hub.recorder import DeliveryRecorder
+from cloud.metrics import registry as metrics
+from cloud.models import ConnectionEventKind
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +94,12 @@ class CommandHub(Worker):
         self._opens: dict[str, tuple[float, int]] = {}  # device_id -> (window start, opens)
         self._listener = PgListener(
             engine,
-            (COMMANDS_CHANNEL, delivery.DELIVERED_CHANNEL, presence.PRESENCE_CHANNEL),
+            (
+                COMMANDS_CHANNEL,
+                delivery.DELIVERED_CHANNEL,
+                presence.PRESENCE_CHANNEL,
+                connection_log.BARRED_CHANNEL,
+            ),
             self._on_notification,
             self._redeliver_all,
             ping_seconds=settings.keepalive_seconds,
@@ -173,8 +181,37 @@ class CommandHub(Worker):
 
     def written(self, stream: LocalStream, command: Command) -> None:
         """The command's bytes went to the client: record `sent` (batched)."""
+        metrics.COMMANDS.labels(command.type, "written").inc()
         if command.type == "capture":
             self._recorder.written(command.command_id, command.manual)
+            if command.manual and command.envelope.get("issued_at"):
+                issued = datetime.fromisoformat(command.envelope["issued_at"])
+                metrics.observe_push((datetime.now(UTC) - issued).total_seconds())
+
+    def record_connection(
+        self, stream: LocalStream, event: ConnectionEventKind, close_reason: str | None = None
+    ) -> None:
+        """A live stream opened or ended: its connection history row (batched) and metrics."""
+        reason = None
+        if event == ConnectionEventKind.DISCONNECTED:
+            reason = connection_log.reason_code(close_reason)
+            metrics.STREAMS_CLOSED.labels(reason).inc()
+        else:
+            metrics.STREAMS_OPENED.inc()
+        self._recorder.connection_event(
+            ConnectionEvent(
+                stream.device_id,
+                event,
+                reason,
+                self.instance_id,
+                stream.stream_id,
+                datetime.now(UTC),
+            )
+        )
+
+    @property
+    def listener_connected(self) -> bool:
+        return self._listener.connected
 
     def close_all(self, reason: str) -> None:
         for stream in list(self._streams.values()):
@@ -213,6 +250,11 @@ class CommandHub(Worker):
                 and message["claimed_at"] > stream.claimed_at
             ):
                 stream.mailbox.close(close_reasons.REPLACED)
+        elif channel == connection_log.BARRED_CHANNEL:
+            device_id, reason = connection_log.parse_barred_message(payload)
+            stream = self._streams.get(device_id)
+            if stream is not None:
+                stream.mailbox.close(reason)
 
     def _route(self, stream: LocalStream, command: Command) -> None:
         if stream.held is not None:
@@ -222,8 +264,10 @@ class CommandHub(Worker):
 
     def _offer(self, stream: LocalStream, command: Command) -> None:
         if is_expired(command):
+            metrics.COMMANDS.labels(command.type, "expired").inc()
             return
         if not stream.mailbox.offer(command):
+            metrics.COMMANDS.labels(command.type, "queue_full").inc()
             logger.warning("dropping slow stream of %s: queue full", stream.device_id)
             stream.mailbox.close(close_reasons.TOO_SLOW)
 

@@ -12,6 +12,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.core.worker import Worker
+from cloud.metrics.registry import LISTENER_RECONNECTS
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class PgListener(Worker):
         self._ping_seconds = ping_seconds
         self._ready = asyncio.Event()
         self.connects = 0
+        self.connected = False  # listening now (for /health)
 
     async def start(self, ready_timeout: float = CONNECT_TIMEOUT) -> None:
         """Start listening; returns after the first connection attempt (or the timeout)."""
@@ -64,7 +66,9 @@ class PgListener(Worker):
             connection: asyncpg.Connection | None = None
             try:
                 connection = await self._connect()
+                self.connected = True
                 if self.connects > 0:
+                    LISTENER_RECONNECTS.inc()
                     await self._on_reconnect()
                 self.connects += 1
                 self._ready.set()
@@ -76,6 +80,7 @@ class PgListener(Worker):
                 await self.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:
+                self.connected = False
                 if connection is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(connection.close(), PING_TIMEOUT)

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.core.db import log_worker_failure
 from cloud.core.worker import Worker
-from cloud.hub import delivery, presence
+from cloud.hub import connection_log, delivery, presence
+from cloud.hub.connection_log import ConnectionEvent
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class DeliveryRecorder(Worker):
         self._sessions = sessions
         self._written: list[tuple[str, datetime, bool]] = []
         self._released: list[tuple[str, str]] = []
+        self._events: list[ConnectionEvent] = []
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._dirty = asyncio.Event()
 
@@ -60,6 +62,11 @@ class DeliveryRecorder(Worker):
         self._released.append((device_id, stream_id))
         self._dirty.set()
 
+    def connection_event(self, event: ConnectionEvent) -> None:
+        """A stream opened or ended (its connection history row, written with the next flush)."""
+        self._events.append(event)
+        self._dirty.set()
+
     def expect(self, trigger_id: str) -> asyncio.Future[None]:
         """A future resolved once the trigger is recorded as delivered (here or elsewhere)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -80,7 +87,8 @@ class DeliveryRecorder(Worker):
     async def flush(self) -> None:
         written, self._written = self._written, []
         released, self._released = self._released, []
-        if not written and not released:
+        events, self._events = self._events, []
+        if not written and not released and not events:
             return
         try:
             async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
@@ -89,10 +97,12 @@ class DeliveryRecorder(Worker):
                 remote = [tid for tid, _, manual in written if manual and tid not in self._waiters]
                 await delivery.notify_delivered(session, remote)
                 await presence.release_presence(session, released)
+                await connection_log.record_events(session, events)
                 await session.commit()
         except BaseException:
             self._written[:0] = written
             self._released[:0] = released
+            self._events[:0] = events
             raise
         for trigger_id, _, _ in written:
             self.resolve(trigger_id)

@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 from cloud.hub import close_reasons
 from cloud.hub.hub import CommandHub, LocalStream, is_expired
 from cloud.hub.mailbox import KEEPALIVE_EVENT, StreamClosed, retry_event, shutdown_event
+from cloud.models import ConnectionEventKind
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +51,14 @@ class CommandStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stream = self._stream
         watcher = asyncio.create_task(self._watch_disconnect(receive))
+        announced = False
         try:
             await self._send(
                 send, {"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS}
             )
             await self._write(send, retry_event(self._retry_ms))
+            self._hub.record_connection(stream, ConnectionEventKind.CONNECTED)
+            announced = True
             while True:
                 try:
                     command = await stream.mailbox.next(self._keepalive)
@@ -71,6 +75,10 @@ class CommandStreamResponse(Response):
             logger.warning("dropping stream of %s: send timed out", stream.device_id)
         finally:
             watcher.cancel()
+            if announced:
+                self._hub.record_connection(
+                    stream, ConnectionEventKind.DISCONNECTED, stream.mailbox.closed_reason
+                )
             self._hub.end_stream(stream)
 
     async def _finish(self, send: Send, reason: str) -> None:

@@ -1,0 +1,1 @@
+"""Prometheus metrics: the registry, the metric objects, the scrape and the HTTP middleware."""
