@@ -11,14 +11,26 @@ from typing import Protocol
 from fastapi import FastAPI
 
 from cloud import __version__
-from cloud.api.routes import auth, captures, commands, devices, health, triggers
+from cloud.api.routes import (
+    audit,
+    auth,
+    captures,
+    commands,
+    devices,
+    health,
+    metrics,
+    triggers,
+    users,
+)
 from cloud.captures.ratelimit import RateLimiter
 from cloud.captures.retention import RetentionWorker
 from cloud.captures.storage import build_store
 from cloud.core.config import Settings
 from cloud.core.db import create_engine_for, create_session_factory
 from cloud.core.errors import install_error_handlers
+from cloud.core.logs import set_instance
 from cloud.hub.hub import CommandHub
+from cloud.metrics.middleware import MetricsMiddleware
 from cloud.scheduling.scheduler import TriggerScheduler
 from cloud.triggers.reaper import Reaper
 
@@ -66,15 +78,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.session_factory = create_session_factory(engine)
     app.state.shutdown_event = asyncio.Event()
     app.state.loop = asyncio.get_running_loop()
-    components = build_components(app)
+    components = app.state.components = build_components(app)
+    set_instance(app.state.hub.instance_id)
     started: list[BackgroundComponent] = []
     try:
         for component in components:
             await component.start()
             started.append(component)
         logger.info("visant %s serving", __version__)
+        app.state.ready = True
         yield
     finally:
+        app.state.ready = False
         app.state.shutdown_event.set()
         for component in reversed(started):
             try:
@@ -99,6 +114,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.upload_limiter = RateLimiter(settings.uploads_per_device_per_minute)
     install_error_handlers(app)
     # triggers before devices: its /v1/devices/connected must win over /v1/devices/{device_id}.
-    for module in (health, auth, triggers, commands, devices, captures):
+    for module in (health, metrics, auth, users, audit, triggers, commands, devices, captures):
         app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware)
     return app

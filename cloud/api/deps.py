@@ -99,7 +99,7 @@ async def get_org_device(
 ) -> Device:
     """The path's device when it belongs to the user's org; 404 as if absent otherwise."""
     device = await session.get(Device, device_id)
-    if device is None or device.org_id != user.org_id:
+    if device is None or device.org_id != user.org_id or device.deleted_at is not None:
         raise ApiError(404, "device not found")
     return device
 

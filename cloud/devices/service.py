@@ -119,6 +119,8 @@ def apply_config_change(device: Device, config: DeviceConfig) -> bool:
 
 async def devices_of_org(session: AsyncSession, user: User) -> list[Device]:
     result = await session.scalars(
-        sa.select(Device).where(Device.org_id == user.org_id).order_by(Device.device_id)
+        sa.select(Device)
+        .where(Device.org_id == user.org_id, Device.deleted_at.is_(None))
+        .order_by(Device.device_id)
     )
     return list(result)

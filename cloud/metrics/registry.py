@@ -107,3 +107,10 @@ def count_upload(size_bytes: int) -> None:
     """A capture and its snapshot were stored."""
     UPLOADS.inc()
     UPLOAD_BYTES.inc(size_bytes)
+
+
+def count_scheduler_tick(triggered: int, skipped: int, seconds: float) -> None:
+    SCHEDULER_TICKS.inc()
+    SCHEDULER_TRIGGERS.inc(triggered)
+    SCHEDULER_SKIPPED_SLOTS.inc(skipped)
+    SCHEDULER_TICK_SECONDS.observe(seconds)

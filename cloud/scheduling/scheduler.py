@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cloud.core.config import Settings
 from cloud.core.db import log_worker_failure
 from cloud.core.worker import Worker
+from cloud.metrics import registry as metrics
 from cloud.scheduling.batch import BatchResult, run_batch
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,9 @@ class TriggerScheduler(Worker):
                 result = await self.tick()
                 failures = 0
                 self.ticks += 1
+                metrics.count_scheduler_tick(
+                    result.triggered, result.skipped, time.monotonic() - began
+                )
                 if result.claimed:
                     logger.debug(
                         "scheduler tick: %d due, %d triggered, %d skipped",

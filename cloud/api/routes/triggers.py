@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from cloud.accounts.audit import AuditAction, record_audit
 from cloud.api.deps import CurrentUser, HubDep, OrgDevice, SessionDep, SettingsDep
 from cloud.api.schemas.triggers import (
     ConnectedDevice,
@@ -56,6 +57,13 @@ async def trigger_device(
     """Ask the device for a capture now: `sent` if a live stream took it, else `pending`."""
     trigger, online = await request_manual_trigger(
         session, settings, device, user, body.label, body.ttl_seconds
+    )
+    await record_audit(
+        session,
+        user,
+        AuditAction.MANUAL_TRIGGER,
+        device.device_id,
+        {"trigger_id": trigger.trigger_id},
     )
     # Registered before the commit: the NOTIFY (hence the delivery) can only follow it.
     delivered = hub.expect_delivery(trigger.trigger_id) if online else None

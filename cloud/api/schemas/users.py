@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.core.schema_types import StrictBody
-from cloud.models import UserRole
+from cloud.models import ConnectionEventKind, UserRole
 
 
 class UserCreate(StrictBody):
@@ -76,3 +76,18 @@ class AuditOut(BaseModel):
 class AuditList(BaseModel):
     entries: list[AuditOut]
     next_cursor: str | None = None
+
+
+class ConnectionEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    event: ConnectionEventKind
+    # replaced, timeout, shutdown, suspended, inactive, key_rotated, deleted, client_closed...
+    reason: str | None
+    instance_id: str
+    at: datetime
+
+
+class ConnectionHistory(BaseModel):
+    device_id: str
+    events: list[ConnectionEventOut]
