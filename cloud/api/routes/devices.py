@@ -103,7 +103,7 @@ async def remove_device(
     store: StoreDep,
     delete_captures: bool = False,
 ) -> Response:
-    """Delete a device: stream closed, key dead, open triggers failed; captures kept unless flagged."""
+    """Delete a device: stream closed, key dead, open triggers failed; captures optional."""
     device_id = device.device_id
     keys = await delete_device(session, settings.secret_key, device, delete_captures)
     details = {"delete_captures": delete_captures, "captures_deleted": len(keys)}
