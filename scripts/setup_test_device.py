@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-url", default=None, help="API URL to print (default: from VISANT_HOST/VISANT_PORT)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run even though the database holds orgs other than the test org",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     add_database_arguments(parser)
     return parser
@@ -186,10 +191,27 @@ def _issue_token(session: Session, settings: Settings, user: User) -> str:
     return token
 
 
+def refuse_real_orgs(session: Session) -> None:
+    """A database with real orgs is a production one: a known test password has no place there."""
+    others = list(session.scalars(sa.select(Org.name).where(Org.name != TEST_ORG_NAME).limit(3)))
+    if others:
+        raise ScriptError(
+            f"the database holds non-test orgs ({', '.join(others)}); refusing to create a test "
+            "admin with a known password there (use --force if this is really a test database)"
+        )
+
+
 def setup_test_device(
-    session: Session, settings: Settings, device_id: str, interval: int, password: str
+    session: Session,
+    settings: Settings,
+    device_id: str,
+    interval: int,
+    password: str,
+    force: bool = False,
 ) -> tuple[uuid.UUID, str, str, list[str]]:
     """Create or refresh org, user and device; return (org_id, device_key, user_token, created)."""
+    if not force:
+        refuse_real_orgs(session)
     if 0 < interval < settings.min_interval_seconds:
         raise ScriptError(f"--interval must be at least {settings.min_interval_seconds} s")
     created: list[str] = []
@@ -232,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = database.settings
             with database.sessions() as session:
                 org_id, key, token, created = setup_test_device(
-                    session, settings, args.device_id, args.interval, password
+                    session, settings, args.device_id, args.interval, password, args.force
                 )
     except ScriptError as exc:
         return fail(PROG, str(exc))

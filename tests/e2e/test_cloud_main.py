@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,6 +75,12 @@ def test_embedded_server_starts_stops_cleanly_and_reuses_data(tmp_path: Path) ->
     assert _wait_healthy(port, first).status_code == 200, "first lost its database"
     assert _interrupt(first) < 10
     assert first.returncode == 0
+    output = first.stdout.read() if first.stdout else ""
+    database_lines = [
+        line for line in output.splitlines() if re.search("postgres|initdb|pg_ctl", line, re.I)
+    ]
+    assert len(database_lines) == 1, output  # initdb's ~40 lines only with --verbose
+    assert re.search(r"embedded PostgreSQL \d+ ready in \S*pgdata", database_lines[0])
     assert not _postgres_running(data_dir / "pgdata"), "embedded postgres left running"
 
     again = _start(data_dir, port)

@@ -116,7 +116,7 @@ def test_refuses_a_device_id_owned_by_another_org(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     other = factory.device(device_id="TEST_CAM_01")
-    assert setup_test_device.main(["--json"]) == 1
+    assert setup_test_device.main(["--json", "--force"]) == 1
     assert "another org" in capsys.readouterr().err
     device = _device(db)
     assert device.org_id == other.org_id
@@ -132,3 +132,17 @@ def test_runs_as_a_file_and_as_a_module(script_env: dict[str, str], how: list[st
     result = run_script([*how, "--json"], script_env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["device_key"].startswith("vsk_")
+
+
+def test_refuses_a_database_with_real_orgs_unless_forced(
+    script_env: dict[str, str],
+    factory: Factory,
+    db: sessionmaker[Session],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    factory.org("Acme Production")
+    assert setup_test_device.main(["--json"]) == 1
+    assert "non-test orgs (Acme Production)" in capsys.readouterr().err
+    with db() as session:
+        assert session.scalar(sa.select(Org).where(Org.name == TEST_ORG_NAME)) is None
+    assert setup_test_device.main(["--json", "--force"]) == 0
