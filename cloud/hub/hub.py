@@ -268,7 +268,11 @@ class CommandHub(Worker):
             return
         if not stream.mailbox.offer(command):
             metrics.COMMANDS.labels(command.type, "queue_full").inc()
-            logger.warning("dropping slow stream of %s: queue full", stream.device_id)
+            logger.warning(
+                "dropping slow stream of %s: queue full",
+                stream.device_id,
+                extra={"device_id": stream.device_id},
+            )
             stream.mailbox.close(close_reasons.TOO_SLOW)
 
     async def _redeliver_all(self) -> None:

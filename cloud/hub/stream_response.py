@@ -72,7 +72,11 @@ class CommandStreamResponse(Response):
                     self._hub.written(stream, command)
         except TimeoutError:
             # Returning without completing the response makes uvicorn close the transport.
-            logger.warning("dropping stream of %s: send timed out", stream.device_id)
+            logger.warning(
+                "dropping stream of %s: send timed out",
+                stream.device_id,
+                extra={"device_id": stream.device_id},
+            )
         finally:
             watcher.cancel()
             if announced:
