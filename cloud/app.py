@@ -16,6 +16,8 @@ from cloud.api.routes import (
     auth,
     captures,
     commands,
+    device_commands,
+    device_health,
     devices,
     health,
     metrics,
@@ -114,7 +116,19 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.upload_limiter = RateLimiter(settings.uploads_per_device_per_minute)
     install_error_handlers(app)
     # triggers before devices: its /v1/devices/connected must win over /v1/devices/{device_id}.
-    for module in (health, metrics, auth, users, audit, triggers, commands, devices, captures):
+    for module in (
+        health,
+        metrics,
+        auth,
+        users,
+        audit,
+        triggers,
+        commands,
+        device_commands,
+        device_health,
+        devices,
+        captures,
+    ):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware)
     return app

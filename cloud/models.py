@@ -159,6 +159,9 @@ class Device(Base):
     last_slot_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
     # Set by DELETE /v1/devices/{id} when its captures are kept: the row stays for them.
     deleted_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    # The device's latest health report (device health section at the end of this module).
+    health: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    health_reported_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
 
 
 class Trigger(Base):
@@ -322,3 +325,51 @@ class DeviceConnectionEvent(Base):
     instance_id: Mapped[str] = mapped_column(sa.String(64))
     stream_id: Mapped[str] = mapped_column(sa.String(40))
     at: Mapped[datetime] = mapped_column(TIMESTAMP)
+
+
+# -- Device health and device commands (ping, diagnostics, restart) ----------------------------
+
+
+class DeviceCommandType(StrEnum):
+    PING = "ping"
+    DIAGNOSTICS = "diagnostics"
+    RESTART = "restart"
+
+
+class DeviceCommand(Base):
+    """A user's command to a device beside captures: the trigger lifecycle, with a result."""
+
+    __tablename__ = "device_commands"
+    __table_args__ = (
+        sa.Index(
+            "ix_device_commands_open_by_device",
+            "device_id",
+            "created_at",
+            postgresql_where=sa.text(_OPEN_STATUS_SQL),
+        ),
+        sa.Index(
+            "ix_device_commands_open_expiry",
+            "expires_at",
+            postgresql_where=sa.text(_OPEN_STATUS_SQL),
+        ),
+    )
+
+    command_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    device_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("devices.device_id", ondelete="CASCADE"), index=True
+    )
+    command_type: Mapped[DeviceCommandType] = mapped_column(
+        _enum(DeviceCommandType, "device_command_type")
+    )
+    status: Mapped[TriggerStatus] = mapped_column(
+        _enum(TriggerStatus, "device_command_status"), default=TriggerStatus.PENDING
+    )
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+    sent_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    finished_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    expires_at: Mapped[datetime] = mapped_column(TIMESTAMP)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    requested_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("users.user_id", ondelete="SET NULL")
+    )

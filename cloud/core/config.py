@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     max_open_manual_triggers: int = Field(default=50, ge=1)
     delivery_wait_seconds: float = Field(default=1.0, ge=0)
     reaper_interval_seconds: float = Field(default=1.0, gt=0)
+    device_command_ttl_seconds: int = Field(default=120, ge=1)
+    max_open_device_commands: int = Field(default=20, ge=1)
+    max_health_report_bytes: int = Field(default=16384, ge=256)
+    max_command_result_bytes: int = Field(default=262144, ge=1024)
 
     scheduler_enabled: bool = True
     scheduler_tick_seconds: float = Field(default=1.0, gt=0)

@@ -12,12 +12,17 @@ DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 TRIGGER_ID_PATTERN = r"^trg_[0-9a-f]{32}$"
 RECORD_ID_PATTERN = r"^cap_[0-9a-f]{32}$"
 CONFIG_COMMAND_ID_PATTERN = r"^cfg_[0-9]{1,18}$"
+DEVICE_COMMAND_ID_PATTERN = r"^cmd_[0-9a-f]{32}$"  # ping, diagnostics, restart
 
 DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 TRIGGER_ID = re.compile(TRIGGER_ID_PATTERN)
 RECORD_ID = re.compile(RECORD_ID_PATTERN)
-# A command id is a capture's trigger id or a config command's `cfg_<version>`.
-COMMAND_ID = re.compile(rf"{TRIGGER_ID_PATTERN}|{CONFIG_COMMAND_ID_PATTERN}")
+DEVICE_COMMAND_ID = re.compile(DEVICE_COMMAND_ID_PATTERN)
+# A command id is a capture's trigger id, a config command's `cfg_<version>` or a device
+# command's `cmd_<hex>`.
+COMMAND_ID = re.compile(
+    rf"{TRIGGER_ID_PATTERN}|{CONFIG_COMMAND_ID_PATTERN}|{DEVICE_COMMAND_ID_PATTERN}"
+)
 
 
 def new_trigger_id() -> str:
@@ -26,6 +31,10 @@ def new_trigger_id() -> str:
 
 def new_record_id() -> str:
     return "cap_" + secrets.token_hex(16)
+
+
+def new_device_command_id() -> str:
+    return "cmd_" + secrets.token_hex(16)
 
 
 def config_command_id(version: int) -> str:

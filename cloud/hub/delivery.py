@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.hub.envelopes import capture_envelope, config_envelope
+from cloud.commands.queries import is_device_command_id, mark_commands_sent, open_commands_for
+from cloud.hub.envelopes import capture_envelope, config_envelope, device_command_envelope
 from cloud.models import (
     OPEN_TRIGGER_STATUSES,
     Device,
@@ -42,6 +43,8 @@ async def backlog_envelopes(session: AsyncSession, device: Device) -> list[dict[
         envelopes.append(config_envelope(device))
     triggers = await open_triggers_for(session, [device.device_id])
     envelopes.extend(capture_envelope(trigger) for trigger in triggers)
+    commands = await open_commands_for(session, [device.device_id])
+    envelopes.extend(device_command_envelope(command) for command in commands)
     return envelopes
 
 
@@ -73,7 +76,11 @@ async def devices_owed_config(session: AsyncSession, device_ids: Sequence[str]) 
 
 
 async def mark_sent(session: AsyncSession, written: Sequence[tuple[str, datetime]]) -> None:
-    """Record when each trigger was written to a stream; a terminal trigger stays terminal."""
+    """Record when each trigger (or device command) was written to a stream; terminal stays."""
+    commands = [row for row in written if is_device_command_id(row[0])]
+    if commands:
+        await mark_commands_sent(session, commands)
+        written = [row for row in written if not is_device_command_id(row[0])]
     if not written:
         return
     ids = [trigger_id for trigger_id, _ in written]

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.core.ids import config_command_id
-from cloud.models import Device, Trigger
+from cloud.models import Device, DeviceCommand, Trigger
 
 COMMANDS_CHANNEL = "visant_commands"
 NOTIFY_PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses NOTIFY payloads of 8000 or more
@@ -20,6 +20,15 @@ NOTIFY_PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses NOTIFY payloads of 8000
 class CommandType(StrEnum):
     CAPTURE = "capture"
     CONFIG = "config"
+    # Device commands (cloud/commands): the trigger lifecycle, answered with a result.
+    PING = "ping"
+    DIAGNOSTICS = "diagnostics"
+    RESTART = "restart"
+
+
+DEVICE_COMMAND_TYPES = frozenset(
+    {CommandType.PING.value, CommandType.DIAGNOSTICS.value, CommandType.RESTART.value}
+)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -37,6 +46,16 @@ def capture_envelope(trigger: Trigger) -> dict[str, Any]:
             "trigger_type": trigger.trigger_type.value,
             "trigger_label": trigger.trigger_label,
         },
+    }
+
+
+def device_command_envelope(command: DeviceCommand) -> dict[str, Any]:
+    return {
+        "command_id": command.command_id,
+        "type": command.command_type.value,
+        "issued_at": _iso(command.created_at),
+        "expires_at": _iso(command.expires_at),
+        "payload": {},
     }
 
 

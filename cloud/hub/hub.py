@@ -27,8 +27,10 @@ from cloud.hub import close_reasons, connection_log, delivery, presence
 from cloud.hub.connection_log import ConnectionEvent
 from cloud.hub.envelopes import (
     COMMANDS_CHANNEL,
+    CommandType,
     capture_envelope,
     config_envelope,
+    device_command_envelope,
     parse_command_message,
 )
 from cloud.hub.listener import PgListener
@@ -182,7 +184,7 @@ class CommandHub(Worker):
     def written(self, stream: LocalStream, command: Command) -> None:
         """The command's bytes went to the client: record `sent` (batched)."""
         metrics.COMMANDS.labels(command.type, "written").inc()
-        if command.type == "capture":
+        if command.type != CommandType.CONFIG:  # config is acknowledged, not marked sent
             self._recorder.written(command.command_id, command.manual)
             if command.manual and command.envelope.get("issued_at"):
                 issued = datetime.fromisoformat(command.envelope["issued_at"])
@@ -286,11 +288,17 @@ class CommandHub(Worker):
         async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
             owed = await delivery.devices_owed_config(session, list(by_device))
             triggers = await delivery.open_triggers_for(session, list(by_device))
+            commands = await delivery.open_commands_for(session, list(by_device))
         for device in owed:
             self._route(by_device[device.device_id], Command.from_envelope(config_envelope(device)))
         for trigger in triggers:
             self._route(
                 by_device[trigger.device_id], Command.from_envelope(capture_envelope(trigger))
+            )
+        for command in commands:
+            self._route(
+                by_device[command.device_id],
+                Command.from_envelope(device_command_envelope(command)),
             )
 
     # -- background loops ------------------------------------------------------------------------

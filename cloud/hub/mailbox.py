@@ -8,6 +8,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from cloud.hub.envelopes import DEVICE_COMMAND_TYPES
+
 KEEPALIVE_EVENT = b": keepalive\n\n"
 SEEN_IDS_KEPT = 512  # command ids remembered per stream for de-duplication
 
@@ -32,7 +34,8 @@ class Command:
         return cls(
             command_id=command_id,
             type=kind,
-            manual=payload.get("trigger_type") == "manual",
+            # A user waits for these (manual triggers, device commands): confirm delivery.
+            manual=payload.get("trigger_type") == "manual" or kind in DEVICE_COMMAND_TYPES,
             expires_at=envelope.get("expires_at"),
             data=f"event: {kind}\nid: {command_id}\ndata: {body}\n\n".encode(),
             envelope=envelope,

@@ -7,6 +7,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cloud.commands.queries import expire_overdue_commands
 from cloud.core.worker import PeriodicWorker
 from cloud.hub.presence import forget_dead_instances
 from cloud.triggers.service import expire_overdue_triggers
@@ -17,7 +18,8 @@ STEP_TIMEOUT = 30.0  # seconds; bounds one pass
 
 
 class Reaper(PeriodicWorker):
-    """Every `interval` seconds: close open triggers past their expiry, drop dead instances."""
+    """Every `interval` seconds: close open triggers and device commands past their expiry,
+    drop dead instances."""
 
     name = "reaper"
     stop_grace = 1.0  # a pass is two idempotent statements: cancelling one loses nothing
@@ -37,6 +39,7 @@ class Reaper(PeriodicWorker):
     async def run_once(self) -> tuple[int, int]:
         async with asyncio.timeout(STEP_TIMEOUT), self._sessions() as session:
             expired = await expire_overdue_triggers(session)
+            expired += await expire_overdue_commands(session)
             dead = await forget_dead_instances(session, self._keepalive_seconds)
             await session.commit()
         if expired or dead:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +42,10 @@ class DeviceOut(BaseModel):
     created_at: datetime
     next_trigger_at: datetime | None
     skipped_slots: int
+    health: dict[str, Any] | None = Field(
+        default=None,
+        description="The latest health report with its `reported_at`; null until one arrives.",
+    )
 
 
 class DeviceWithKey(DeviceOut):
