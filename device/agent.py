@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from device.blocking import run_blocking
 from device.camera import CameraSettings
 from device.capture import CapturePipeline
 from device.detection import DetectorSettings, create_detector
+from device.device_commands import DeviceCommandHandler, build_diagnostics
+from device.health import collect_health
 from device.outbox import CaptureOrigin, Outbox
 from device.remote_config import camera_settings_for, detector_settings_for, reported_config
 from device.spool import Spool
 from device.state import AgentState
-from device.stream import Command, CommandStream, StreamRejected
+from device.stream import DEVICE_COMMAND_TYPES, Command, CommandStream, StreamRejected
 from device.uploader import CloudClient
 from device.watch import WatchOptions, watch_loop
 
@@ -36,6 +42,8 @@ class AgentOptions:
     reconnect_delay: float = 5.0
     watch_labels: frozenset[str] = frozenset()
     watch_interval: float = 30.0
+    health_interval: float = 60.0  # seconds between health reports (one more on each connect)
+    state_dir: Path | None = None  # whose disk free the health report gives
 
 
 class Agent:
@@ -75,8 +83,22 @@ class Agent:
             self._queue.put,
             read_timeout=options.stream_timeout,
             reconnect_delay=options.reconnect_delay,
-            on_connect=lambda: self.outbox.wake(reset_backoff=True),
+            on_connect=self._on_connect,
         )
+        self._started = time.monotonic()
+        self._health_now = asyncio.Event()
+        self.exit_code: int | None = None  # set by a restart command
+        self.device_commands = DeviceCommandHandler(
+            client, state, self._diagnostics, self._request_exit
+        )
+
+    def _on_connect(self) -> None:
+        self.outbox.wake(reset_backoff=True)
+        self._health_now.set()  # the cloud hears how we are as soon as we are back
+
+    def _request_exit(self, code: int) -> None:
+        self.exit_code = code
+        self.stop()
 
     @property
     def spool(self) -> Spool:
@@ -92,7 +114,7 @@ class Agent:
         stream = asyncio.create_task(self.stream.run(), name="stream")
         worker = asyncio.create_task(self._work(), name="command-worker")
         sender = asyncio.create_task(self.outbox.run(), name="spool-sender")
-        side = [stream, sender]
+        side = [stream, sender, asyncio.create_task(self._report_health(), name="health")]
         if self.options.watch_labels:
             side.append(asyncio.create_task(self._watch(), name="watch"))
         stopper = asyncio.create_task(self._stop.wait(), name="stop")
@@ -124,7 +146,7 @@ class Agent:
             await asyncio.gather(worker, stopper, *side, return_exceptions=True)
             await self.client.aclose()
             await run_blocking(self.pipeline.camera.close)
-        return code
+        return self.exit_code if self.exit_code is not None else code
 
     async def _work(self) -> None:
         """Execute commands one at a time, in arrival order."""
@@ -137,6 +159,8 @@ class Agent:
                     await self.handle_capture(command)
                 elif command.type == "config":
                     await self.handle_config(command)
+                elif command.type in DEVICE_COMMAND_TYPES:
+                    await self.device_commands.handle(command)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -160,6 +184,52 @@ class Agent:
         trigger_type = str(command.payload.get("trigger_type") or "scheduled")
         origin = CaptureOrigin(trigger_id, label, trigger_type, command.command_id)
         await self.outbox.send(result, origin)
+
+    def health(self) -> dict[str, Any]:
+        """The health report now (blocking: reads the spool, the disk and /sys)."""
+        return collect_health(
+            self._started,
+            self.pipeline,
+            self.spool,
+            self.options.state_dir or Path.cwd(),
+            self._detector_settings.model,
+            self.transport_name(),
+        )
+
+    def transport_name(self) -> str:
+        return "sse"
+
+    async def _report_health(self) -> None:
+        """On each connect and every ``health_interval`` seconds: post a health report."""
+        while not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._health_now.wait(), self.options.health_interval)
+            self._health_now.clear()
+            try:
+                report = await run_blocking(self.health)
+                await self.client.post_health(report)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("health report failed")
+
+    async def _diagnostics(self) -> dict[str, Any]:
+        health = await run_blocking(self.health)
+        options = {
+            "api_url": self.options.api_url,
+            "device_id": self.options.device_id,
+            "stream_timeout": self.options.stream_timeout,
+            "health_interval": self.options.health_interval,
+            "watch_labels": sorted(self.options.watch_labels),
+        }
+        config = {
+            "options": options,
+            "applied_config_version": self.state.config_version,
+            "applied_config": self.state.config,
+            "camera": {"source": self.pipeline.camera.source},
+            "detector": dataclasses.asdict(self._detector_settings),
+        }
+        return await build_diagnostics(config, self.spool, health)
 
     async def _watch(self) -> None:
         """``--watch``: event captures go through the same outbox as commanded ones."""

@@ -55,6 +55,11 @@ class CapturePipeline:
         self.camera = camera
         self.detector = detector
         self.save_dir = save_dir
+        # For health reports: when the last frame came, the last inference time, the last
+        # camera error (None once a frame came again).
+        self.last_frame_at: float | None = None  # time.time()
+        self.last_inference_ms: float | None = None
+        self.camera_error: str | None = None
         # Held while a detector runs, so a config change never closes one mid-inference.
         self._detector_lock = threading.Lock()
         if save_dir is not None:
@@ -67,12 +72,18 @@ class CapturePipeline:
     def grab_and_detect(self, warmup: int | None = None) -> tuple[np.ndarray, list[Any], dict]:
         """Return a fresh frame, its detections and the grab/detect timings."""
         start = time.perf_counter()
-        frame = self.camera.grab(warmup)
+        try:
+            frame = self.camera.grab(warmup)
+        except Exception as exc:
+            self.camera_error = str(exc)[:300]
+            raise
+        self.camera_error = None
+        self.last_frame_at = time.time()
         timings = {"grab": _ms_since(start)}
         start = time.perf_counter()
         with self._detector_lock:
             detections = self.detector.detect(frame)
-        timings["detect"] = _ms_since(start)
+        timings["detect"] = self.last_inference_ms = _ms_since(start)
         return frame, detections, timings
 
     def swap_detector(self, detector: Detector) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from device import __version__
+from device import __version__, logring
 from device.agent import Agent, AgentOptions
 from device.camera import BACKENDS, Camera, CameraError, CameraSettings, parse_resolution
 from device.capture import CapturePipeline
@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="at most one event capture per this many seconds (default: 30)",
     )
+    add(
+        "--health-interval",
+        type=_positive(float),
+        default=60.0,
+        help="seconds between health reports, one more on each connect (default: 60)",
+    )
     add("--verbose", action="store_true", help="debug logging")
     add("--version", action="version", version=f"visant-device {__version__}")
     add_detector_arguments(parser)
@@ -227,6 +233,8 @@ def build_agent(args: argparse.Namespace) -> Agent:
         reconnect_delay=args.reconnect_delay,
         watch_labels=args.watch,
         watch_interval=args.watch_interval,
+        health_interval=args.health_interval,
+        state_dir=state_dir,
     )
     client = CloudClient(args.api_url, args.device_id, args.api_key, args.upload_timeout)
     return Agent(
@@ -255,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logring.install()  # recent lines for the diagnostics command
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     try:

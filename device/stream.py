@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 MAX_RECONNECT_DELAY = 60.0  # seconds, backoff ceiling
 HEALTHY_STREAM_SECONDS = 30.0  # a stream open this long resets the backoff
-COMMAND_TYPES = ("capture", "config")
+DEVICE_COMMAND_TYPES = ("ping", "diagnostics", "restart")  # answered with a result
+COMMAND_TYPES = ("capture", "config", *DEVICE_COMMAND_TYPES)
 
 
 @dataclass(frozen=True)

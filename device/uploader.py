@@ -116,6 +116,38 @@ class CloudClient:
             )
         return response.status_code == 200
 
+    async def post_health(self, report: dict[str, Any]) -> bool:
+        """Send one health report; True when the cloud stored it."""
+        try:
+            response = await self._client.post(f"/v1/devices/{self.device_id}/health", json=report)
+        except httpx.HTTPError as exc:
+            logger.warning("could not send health report: %s", exc)
+            return False
+        if response.status_code != 200:
+            logger.warning("health report refused: %s %s", response.status_code, _detail(response))
+        return response.status_code == 200
+
+    async def post_result(
+        self, command_id: str, result: dict[str, Any] | None = None, error: str | None = None
+    ) -> bool:
+        """Answer a device command; True once the cloud has it (or it is already terminal)."""
+        path = f"/v1/devices/{self.device_id}/commands/{command_id}/result"
+        body: dict[str, Any] = {"result": result} if error is None else {"error": error[:2000]}
+        try:
+            response = await self._client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            logger.warning("could not answer command %s: %s", command_id, exc)
+            return False
+        if response.status_code in (200, 404, 409):  # 409/404: already terminal or gone
+            return True
+        logger.warning(
+            "answer to command %s refused: %s %s",
+            command_id,
+            response.status_code,
+            _detail(response),
+        )
+        return False
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
