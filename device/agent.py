@@ -17,11 +17,13 @@ from device.capture import CapturePipeline
 from device.detection import DetectorSettings, create_detector
 from device.device_commands import DeviceCommandHandler, build_diagnostics
 from device.health import collect_health
+from device.longpoll import LongPoller
 from device.outbox import CaptureOrigin, Outbox
 from device.remote_config import camera_settings_for, detector_settings_for, reported_config
 from device.spool import Spool
 from device.state import AgentState
 from device.stream import DEVICE_COMMAND_TYPES, Command, CommandStream, StreamRejected
+from device.transport import SSE_RETRY_SECONDS, CommandTransport
 from device.uploader import CloudClient
 from device.watch import WatchOptions, watch_loop
 
@@ -44,6 +46,10 @@ class AgentOptions:
     watch_interval: float = 30.0
     health_interval: float = 60.0  # seconds between health reports (one more on each connect)
     state_dir: Path | None = None  # whose disk free the health report gives
+    # Long-poll fallback (docs/device-agent.md); None: the stream only, reconnecting forever.
+    first_byte_timeout: float | None = None
+    stream_failures_before_poll: int | None = None
+    sse_retry_seconds: float = SSE_RETRY_SECONDS
 
 
 class Agent:
@@ -84,7 +90,18 @@ class Agent:
             read_timeout=options.stream_timeout,
             reconnect_delay=options.reconnect_delay,
             on_connect=self._on_connect,
+            first_byte_timeout=options.first_byte_timeout,
+            failures_before_blocked=options.stream_failures_before_poll,
         )
+        poller = LongPoller(
+            options.api_url,
+            options.device_id,
+            options.api_key,
+            self._queue.put,
+            retry_delay=options.reconnect_delay,
+            on_connect=self._on_connect,
+        )
+        self.transport = CommandTransport(self.stream, poller, options.sse_retry_seconds)
         self._started = time.monotonic()
         self._health_now = asyncio.Event()
         self.exit_code: int | None = None  # set by a restart command
@@ -111,7 +128,7 @@ class Agent:
 
     async def run(self) -> int:
         """Run until ``stop()`` or until the cloud refuses the device; return the exit code."""
-        stream = asyncio.create_task(self.stream.run(), name="stream")
+        stream = asyncio.create_task(self.transport.run(), name="stream")
         worker = asyncio.create_task(self._work(), name="command-worker")
         sender = asyncio.create_task(self.outbox.run(), name="spool-sender")
         side = [stream, sender, asyncio.create_task(self._report_health(), name="health")]
@@ -197,7 +214,7 @@ class Agent:
         )
 
     def transport_name(self) -> str:
-        return "sse"
+        return self.transport.mode
 
     async def _report_health(self) -> None:
         """On each connect and every ``health_interval`` seconds: post a health report."""

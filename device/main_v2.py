@@ -161,6 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds between health reports, one more on each connect (default: 60)",
     )
+    add(
+        "--stream-first-byte-timeout",
+        type=_positive(float),
+        default=10.0,
+        help="seconds for the stream's first byte before falling back to long-poll (default: 10)",
+    )
+    add(
+        "--stream-failures-before-poll",
+        type=_positive(int),
+        default=5,
+        help="failed stream attempts in a row before falling back to long-poll (default: 5)",
+    )
+    add(
+        "--sse-retry-interval",
+        type=_positive(float),
+        default=180.0,
+        help="seconds of long-poll before the stream is tried again (default: 180)",
+    )
     add("--verbose", action="store_true", help="debug logging")
     add("--version", action="version", version=f"visant-device {__version__}")
     add_detector_arguments(parser)
@@ -234,6 +252,9 @@ def build_agent(args: argparse.Namespace) -> Agent:
         watch_labels=args.watch,
         watch_interval=args.watch_interval,
         health_interval=args.health_interval,
+        first_byte_timeout=args.stream_first_byte_timeout,
+        stream_failures_before_poll=args.stream_failures_before_poll,
+        sse_retry_seconds=args.sse_retry_interval,
         state_dir=state_dir,
     )
     client = CloudClient(args.api_url, args.device_id, args.api_key, args.upload_timeout)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from httpx_sse import ServerSentEvent, SSEError, aconnect_sse
@@ -17,6 +18,7 @@ from device import __version__
 from device.backoff import Backoff
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_RECONNECT_DELAY = 60.0  # seconds, backoff ceiling
 HEALTHY_STREAM_SECONDS = 30.0  # a stream open this long resets the backoff
@@ -37,7 +39,11 @@ class Command:
     @classmethod
     def from_json(cls, data: str) -> Command:
         """Parse a ``data:`` envelope; raise ValueError when it is not one."""
-        envelope = json.loads(data)
+        return cls.from_envelope(json.loads(data))
+
+    @classmethod
+    def from_envelope(cls, envelope: Any) -> Command:
+        """Check a decoded envelope (stream or long-poll); raise ValueError when it is not one."""
         if not isinstance(envelope, dict):
             raise ValueError("envelope is not an object")
         command_id, kind = envelope.get("command_id"), envelope.get("type")
@@ -56,6 +62,10 @@ class StreamRejected(Exception):
         super().__init__(f"{status_code} {detail}")
         self.status_code = status_code
         self.detail = detail
+
+
+class StreamBlocked(Exception):
+    """The stream is unusable here (a buffering proxy, or it keeps failing): try long-poll."""
 
 
 class _RetryLater(Exception):
@@ -87,7 +97,14 @@ class CommandStream:
         read_timeout: float = 70.0,
         reconnect_delay: float = 5.0,
         on_connect: Callable[[], None] | None = None,
+        first_byte_timeout: float | None = None,
+        failures_before_blocked: int | None = None,
     ) -> None:
+        # Both None: reconnect forever (the one-transport behaviour). Set, ``run()`` raises
+        # StreamBlocked when no byte (not even `retry:`) comes within ``first_byte_timeout``
+        # seconds of the request, or after that many failed attempts in a row.
+        self._first_byte_timeout = first_byte_timeout
+        self._failures_before_blocked = failures_before_blocked
         self._url = f"{api_url.rstrip('/')}/v1/devices/{device_id}/commands"
         self._api_key = api_key
         self._on_command = on_command
@@ -98,6 +115,7 @@ class CommandStream:
         self.connected = False
 
     async def run(self) -> None:
+        failures = 0
         async with httpx.AsyncClient(timeout=self._timeout) as client:
             while True:
                 started = time.monotonic()
@@ -118,6 +136,12 @@ class CommandStream:
                     self.connected = False
                 if healthy or time.monotonic() - started >= HEALTHY_STREAM_SECONDS:
                     self.backoff.reset()
+                    failures = 0
+                else:
+                    failures += 1
+                limit = self._failures_before_blocked
+                if limit is not None and failures >= limit:
+                    raise StreamBlocked(f"the stream failed {failures} times in a row")
                 delay = self.backoff.next_delay()
                 if hint is not None:
                     delay = max(delay, hint)
@@ -132,7 +156,12 @@ class CommandStream:
         }
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
-        async with aconnect_sse(client, "GET", self._url, headers=headers) as source:
+        deadline = asyncio.get_running_loop().time() + (self._first_byte_timeout or 0.0)
+        async with contextlib.AsyncExitStack() as stack:
+            source = await self._first_bytes(
+                stack.enter_async_context(aconnect_sse(client, "GET", self._url, headers=headers)),
+                deadline,
+            )
             response = source.response
             if response.status_code != 200:
                 await response.aread()
@@ -142,7 +171,9 @@ class CommandStream:
             if self._on_connect is not None:
                 self._on_connect()
             received = False
-            async for event in source.aiter_sse():
+            events = source.aiter_sse().__aiter__()
+            event = await self._first_bytes(_next_or_none(events), deadline)
+            while event is not None:
                 if event.retry is not None:
                     # The server's reconnect delay becomes the base of our backoff.
                     self.backoff.base = max(0.1, event.retry / 1000.0)
@@ -151,8 +182,21 @@ class CommandStream:
                 if event.event in COMMAND_TYPES and event.data:
                     await self._dispatch(event)
                     received = True
+                event = await _next_or_none(events)
             logger.warning("command stream closed by the server")
             return received
+
+    async def _first_bytes(self, step: Awaitable[T], deadline: float) -> T:
+        """Await ``step`` (the response headers, then the first event) before the deadline."""
+        if self._first_byte_timeout is None:
+            return await step
+        remaining = max(0.01, deadline - asyncio.get_running_loop().time())
+        try:
+            return await asyncio.wait_for(step, remaining)
+        except asyncio.TimeoutError:
+            raise StreamBlocked(
+                f"no byte within {self._first_byte_timeout:.0f}s of connecting (a buffering proxy?)"
+            ) from None
 
     def _raise_for_status(self, response: httpx.Response) -> None:
         code = response.status_code
@@ -187,3 +231,10 @@ class CommandStream:
             return
         self.last_event_id = event.id or command.command_id
         await self._on_command(command)
+
+
+async def _next_or_none(events: AsyncIterator[ServerSentEvent]) -> ServerSentEvent | None:
+    try:
+        return await events.__anext__()
+    except StopAsyncIteration:
+        return None

@@ -237,3 +237,99 @@ def proxy_factory() -> Iterator[Callable[[int], FaultyProxy]]:
     yield make
     for proxy in proxies:
         proxy.close()
+
+
+class BufferingProxy:
+    """An HTTP proxy that holds each response until the upstream closes it (proxy_buffering).
+
+    One request per connection, sent upstream with `Connection: close`: a plain response
+    arrives whole when it ends; an SSE stream, which never ends, never arrives at all (not
+    even its headers), as behind some corporate and cellular proxies. ``refuse_streams``
+    instead resets every stream request at once while other requests pass.
+    """
+
+    def __init__(self, target_port: int, refuse_streams: bool = False) -> None:
+        self.target_port = target_port
+        self.refuse_streams = refuse_streams
+        self.requests: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        with self._lock:
+            sockets, self._open = list(self._open), set()
+        for sock in sockets:
+            _reset(sock)
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with self._lock:
+            self._open.add(client)
+        try:
+            request = _read_request(client)
+            if request is None:
+                return
+            line = request.split(b"\r\n", 1)[0].decode(errors="replace")
+            self.requests.append(line)
+            is_stream = line.startswith("GET ") and line.split(" ")[1].endswith("/commands")
+            if self.refuse_streams and is_stream:
+                _reset(client)
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            with self._lock:
+                self._open.add(upstream)
+            upstream.settimeout(None)
+            upstream.sendall(_close_after(request))
+            response = b""
+            while data := upstream.recv(65536):
+                response += data
+            client.sendall(response)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                client.close()
+
+
+def _read_request(sock: socket.socket) -> bytes | None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for header in head.split(b"\r\n")[1:]:
+        name, _, value = header.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def _close_after(request: bytes) -> bytes:
+    head, _, body = request.partition(b"\r\n\r\n")
+    lines = [h for h in head.split(b"\r\n") if not h.lower().startswith(b"connection:")]
+    return b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n" + body
