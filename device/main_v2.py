@@ -26,6 +26,14 @@ from device.detection import (
     create_detector,
     detector_settings_from_args,
 )
+from device.multi_camera import (
+    ConfigFileError,
+    SharedDetector,
+    camera_args,
+    load_config,
+    serve_agents,
+    stop_all,
+)
 from device.remote_config import camera_settings_for, detector_settings_for
 from device.spool import Spool
 from device.state import AgentState
@@ -85,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="http://127.0.0.1:8000",
         help="cloud API base URL (default: %(default)s)",
     )
-    add("--device-id", required=True, help="this device's id, as registered in the cloud")
+    add("--device-id", help="this device's id, as registered in the cloud (not with --config)")
+    add(
+        "--config",
+        default=None,
+        help="agent file (TOML subset or JSON) listing several cameras, each with its own "
+        "device id and key; the other flags are their defaults (docs/device-agent.md)",
+    )
     add(
         "--api-key",
         default=os.environ.get("VISANT_API_KEY"),
@@ -186,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
+    if not args.device_id:
+        raise UsageError("pass --device-id (one camera) or --config (several)")
     if not DEVICE_ID.match(args.device_id):
         raise UsageError(f"invalid --device-id {args.device_id!r}")
     if not args.api_url.startswith(("http://", "https://")):
@@ -213,8 +229,15 @@ def _start_detector(
         raise UsageError(str(exc)) from None
 
 
-def build_agent(args: argparse.Namespace) -> Agent:
-    """Check the flags, open camera/detector/state/spool; raise UsageError if impossible."""
+def build_agent(
+    args: argparse.Namespace, shared_detector: Detector | None = None, camera_optional: bool = False
+) -> Agent:
+    """Check the flags, open camera/detector/state/spool; raise UsageError if impossible.
+
+    Several cameras in one process (``--config``) pass one ``shared_detector`` and
+    ``camera_optional``: a camera that cannot be read then logs an error, reports its
+    triggers failed with the reason and is retried at each capture, while the others run.
+    """
     _check_flags(args)
     state_dir = Path(args.state_dir or Path(".visant") / "device" / args.device_id)
     spool_dir = Path(args.spool_dir or state_dir / "spool")
@@ -233,13 +256,20 @@ def build_agent(args: argparse.Namespace) -> Agent:
     camera = Camera(
         args.camera_source, args.camera_backend, camera_settings_for(camera_baseline, state.config)
     )
+    camera_error: str | None = None
     try:
         camera.open()
     except CameraError as exc:
-        raise UsageError(f"cannot read camera source: {exc}") from None
-    detector, detector_settings = _start_detector(
-        detector_baseline, detector_settings_for(detector_baseline, state.config)
-    )
+        if not camera_optional:
+            raise UsageError(f"cannot read camera source: {exc}") from None
+        camera_error = str(exc)
+        logger.error("camera of %s unreadable (%s); retried each capture", args.device_id, exc)
+    if shared_detector is not None:
+        detector, detector_settings = shared_detector, detector_baseline
+    else:
+        detector, detector_settings = _start_detector(
+            detector_baseline, detector_settings_for(detector_baseline, state.config)
+        )
     if args.watch and detector.name == "none":
         raise UsageError("--watch needs a detector; drop --detector none")
     save_dir = Path(args.save_frames_dir) if args.save_frames else None
@@ -258,7 +288,7 @@ def build_agent(args: argparse.Namespace) -> Agent:
         state_dir=state_dir,
     )
     client = CloudClient(args.api_url, args.device_id, args.api_key, args.upload_timeout)
-    return Agent(
+    agent = Agent(
         options,
         CapturePipeline(camera, detector, save_dir),
         camera_baseline,
@@ -268,6 +298,8 @@ def build_agent(args: argparse.Namespace) -> Agent:
         spool,
         client,
     )
+    agent.pipeline.camera_error = camera_error  # shown by health reports until a frame comes
+    return agent
 
 
 async def _serve(agent: Agent) -> int:
@@ -275,6 +307,40 @@ async def _serve(agent: Agent) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, agent.stop)
     return await agent.run()
+
+
+def _main_config_file(args: argparse.Namespace, prog: str) -> int:
+    """``--config``: one agent per listed camera, one shared detector, one process."""
+    try:
+        top, cameras = load_config(Path(args.config))
+        baseline = detector_settings_from_args(args)
+        shared = SharedDetector(_start_detector(baseline, baseline)[0])
+        agents = [
+            build_agent(camera_args(args, top, entry), shared, camera_optional=True)
+            for entry in cameras
+        ]
+    except (ConfigFileError, UsageError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logger.info(
+        "visant-device %s starting %d cameras: %s",
+        __version__,
+        len(agents),
+        ", ".join(a.options.device_id for a in agents),
+    )
+
+    async def serve() -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop_all, agents)
+        return await serve_agents(agents)
+
+    try:
+        code = asyncio.run(serve())
+    finally:
+        shared.close_shared()
+    logger.info("agent stopped (exit %d)", code)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -287,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logring.install()  # recent lines for the diagnostics command
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    if args.config:
+        return _main_config_file(args, parser.prog)
     try:
         agent = build_agent(args)
     except UsageError as exc:
