@@ -19,6 +19,7 @@ from tests.support.waiting import wait_until
 TRIGGERS = 3
 EXECUTE_WAIT = 40.0  # seconds for every trigger, polls included, on a loaded machine
 SWITCH_LINE = "switching to long-poll"
+RETRY_LINE = "trying the SSE command stream again"
 
 
 @pytest.fixture
@@ -63,5 +64,24 @@ def test_every_trigger_executed_through_long_poll_when_stream_unusable(
         reason = "failed 2 times in a row" if refuse_streams else "no byte within 2s"
         assert reason in agent.output
         assert any("/commands/poll" in line for line in proxy.requests)
+    finally:
+        proxy.close()
+
+
+def test_stream_is_tried_again_after_the_retry_interval_and_each_switch_logged_once(
+    live_server: LiveServer,
+    device: DeviceWithKey,
+    agents: Callable[..., AgentProcess],
+    scene_jpeg: Path,
+) -> None:
+    proxy = BufferingProxy(live_server.port)
+    try:
+        agent = agents(proxy.url, device.device_id, device.key, scene_jpeg).start(
+            "--stream-first-byte-timeout", "1", "--sse-retry-interval", "2"
+        )
+        agent.wait_for_log(RETRY_LINE, EXECUTE_WAIT)
+        agent.wait_for_log(SWITCH_LINE, EXECUTE_WAIT, count=2)
+        # One line per switch: as many fallbacks as stream attempts, polls not logged.
+        assert agent.output.count(SWITCH_LINE) <= agent.output.count(RETRY_LINE) + 1
     finally:
         proxy.close()
