@@ -160,8 +160,11 @@ class AgentProcess:
         env["VISANT_API_KEY"] = self.key
         env["PYTHONPATH"] = str(REPO)
         log = self.log_path.open("ab")
+        # VISANT_TEST_AGENT_PYTHON: run the agent under another interpreter (e.g. a 3.10 venv
+        # with requirements installed, as on JetPack) while the cloud runs here.
+        python = os.environ.get("VISANT_TEST_AGENT_PYTHON", sys.executable)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "device.main_v2", *args],
+            [python, "-m", "device.main_v2", *args],
             cwd=self.workdir,
             env=env,
             stdout=log,
