@@ -51,7 +51,9 @@ class LongPoller:
         answered = False
         async with httpx.AsyncClient(timeout=timeout) as client:
             while time.monotonic() < deadline:
-                delay = await self._poll_once(client)
+                # The last poll ends by the deadline, so the stream is retried on time.
+                wait = max(1.0, min(self._wait, deadline - time.monotonic()))
+                delay = await self._poll_once(client, wait)
                 if delay is None:
                     if not answered and self._on_connect is not None:
                         self._on_connect()  # like a stream connect: health, spool retry
@@ -60,11 +62,11 @@ class LongPoller:
                     continue
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
 
-    async def _poll_once(self, client: httpx.AsyncClient) -> float | None:
+    async def _poll_once(self, client: httpx.AsyncClient, wait: float) -> float | None:
         """One poll; None when it was answered, else the delay before the next one."""
         try:
             response = await client.get(
-                self._url, params={"wait": self._wait}, headers=self._headers
+                self._url, params={"wait": round(wait, 1)}, headers=self._headers
             )
         except httpx.HTTPError as exc:
             logger.debug("long-poll error: %s: %s", type(exc).__name__, exc)
