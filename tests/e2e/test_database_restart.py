@@ -33,6 +33,7 @@ TRIGGERS_AFTER_RESTART = 3
 # reconnect, which on a loaded 2-core machine took longer than the default 1 s the trigger API
 # waits for `sent`. The API answers as soon as the mark lands, so a long wait costs nothing.
 DELIVERY_WAIT = LIVE_DELIVERY_LIMIT
+PG_CTL_WAIT = 90  # seconds pg_ctl waits for the server to stop or start
 
 
 class PrivatePostgres:
@@ -65,12 +66,14 @@ class PrivatePostgres:
             self.stop()
 
     def _pg_ctl(self, *args: str) -> None:
+        # pg_ctl gives up (exit 1) when the server has not stopped or started within -t; a
+        # shutdown checkpoint on a loaded 2-core machine took longer than 20 s, so wait longer.
         self._pgexec(
             "pg_ctl",
-            ("-w", "-t", "20", "-D", str(self._server.pgdata), *args),
+            ("-w", "-t", str(PG_CTL_WAIT), "-D", str(self._server.pgdata), *args),
             bin_path=self._server.bin_path,
             user=self._server.system_user,
-            timeout=30,
+            timeout=PG_CTL_WAIT + 10,
         )
 
 
