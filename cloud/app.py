@@ -24,6 +24,7 @@ from cloud.api.routes import (
     triggers,
     users,
 )
+from cloud.auth.token_cache import TokenCache
 from cloud.captures.ratelimit import RateLimiter
 from cloud.captures.retention import RetentionWorker
 from cloud.captures.storage import build_store
@@ -114,6 +115,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.snapshot_store = build_store(settings)
     # In memory, so per instance: a device spread over N instances gets N times the rate.
     app.state.upload_limiter = RateLimiter(settings.uploads_per_device_per_minute)
+    # Per instance: a token revoked elsewhere stops here within `auth_cache_seconds`.
+    app.state.token_cache = TokenCache(settings.auth_cache_seconds)
     install_error_handlers(app)
     # triggers before devices: its /v1/devices/connected must win over /v1/devices/{device_id}.
     for module in (

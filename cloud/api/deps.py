@@ -74,8 +74,10 @@ async def valid_device_id(device_id: Annotated[str, Path()]) -> str:
     return device_id
 
 
-async def get_current_user(token: BearerToken, session: SessionDep, settings: SettingsDep) -> User:
-    return await authenticate_user(session, settings, token)
+async def get_current_user(
+    request: Request, token: BearerToken, session: SessionDep, settings: SettingsDep
+) -> User:
+    return await authenticate_user(session, settings, token, request.app.state.token_cache)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.auth.token_cache import TokenCache
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import DEVICE_ID
@@ -69,21 +70,34 @@ def checked_secret(presented: str | None, prefix: str) -> str:
     return presented
 
 
-async def authenticate_user(session: AsyncSession, settings: Settings, token: str | None) -> User:
-    """The active user owning this unrevoked, unexpired token; 401 otherwise."""
+async def authenticate_user(
+    session: AsyncSession, settings: Settings, token: str | None, cache: TokenCache | None = None
+) -> User:
+    """The active user owning this unrevoked, unexpired token; 401 otherwise.
+
+    With a `cache`, a token the database confirmed less than its TTL ago needs no query
+    (see cloud/auth/token_cache.py for how revocation is honoured).
+    """
     token_hash = hash_secret(checked_secret(token, USER_TOKEN_PREFIX), settings.secret_key)
-    user = await session.scalar(
-        sa.select(User)
-        .join(UserToken, UserToken.user_id == User.user_id)
-        .where(
-            UserToken.token_hash == token_hash,
-            UserToken.revoked_at.is_(None),
-            UserToken.expires_at > datetime.now(UTC),
-            User.is_active.is_(True),
+    if cache is not None and (cached := cache.get(token_hash)) is not None:
+        return cached
+    row = (
+        await session.execute(
+            sa.select(User, UserToken.expires_at)
+            .join(UserToken, UserToken.user_id == User.user_id)
+            .where(
+                UserToken.token_hash == token_hash,
+                UserToken.revoked_at.is_(None),
+                UserToken.expires_at > datetime.now(UTC),
+                User.is_active.is_(True),
+            )
         )
-    )
-    if user is None:
+    ).one_or_none()
+    if row is None:
         raise ApiError(401, "invalid or expired token", {"WWW-Authenticate": "Bearer"})
+    user, token_expires_at = row
+    if cache is not None:
+        cache.put(token_hash, user, token_expires_at)
     return user
 
 

@@ -23,6 +23,13 @@ class StorageBackend(StrEnum):
     S3 = "s3"
 
 
+class StreamImpl(StrEnum):
+    """How the device stream is written: our lean response, or sse-starlette's (comparison)."""
+
+    VISANT = "visant"
+    SSE_STARLETTE = "sse-starlette"
+
+
 class Settings(BaseSettings):
     """Every setting of the cloud; env names are `VISANT_<NAME>` except `DATABASE_URL`."""
 
@@ -59,6 +66,8 @@ class Settings(BaseSettings):
     max_open_device_commands: int = Field(default=20, ge=1)
     max_health_report_bytes: int = Field(default=16384, ge=256)
     max_command_result_bytes: int = Field(default=262144, ge=1024)
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
+    stream_impl: StreamImpl = StreamImpl.VISANT
 
     scheduler_enabled: bool = True
     scheduler_tick_seconds: float = Field(default=1.0, gt=0)

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cloud.core.ids import config_command_id
 from cloud.models import Device, DeviceCommand, Trigger
 
-COMMANDS_CHANNEL = "visant_commands"
+COMMANDS_CHANNEL = "visant_commands"  # shared: every instance listens (presence unknown)
+INSTANCE_CHANNEL_PREFIX = "visant_commands_"  # + instance id: only that instance listens
 NOTIFY_PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses NOTIFY payloads of 8000 or more
 
 
@@ -87,11 +88,28 @@ def parse_command_message(payload: str) -> tuple[str, dict[str, Any] | None]:
     return message["device_id"], message.get("envelope")
 
 
-def notify_command_statement(device_id: str, envelope: dict[str, Any]) -> sa.Select:
+def command_channel(instance_id: str | None) -> str:
+    """The channel announcing a command to the instance holding the device's stream.
+
+    With one channel per instance a command is parsed by one listener, not by all N; when the
+    holder is unknown (no live presence row) the shared channel reaches every instance.
+    """
+    return f"{INSTANCE_CHANNEL_PREFIX}{instance_id}" if instance_id else COMMANDS_CHANNEL
+
+
+def notify_command_statement(
+    device_id: str, envelope: dict[str, Any], instance_id: str | None = None
+) -> sa.Select:
     """`SELECT pg_notify(...)`: delivered by PostgreSQL only if the transaction commits."""
-    return sa.select(sa.func.pg_notify(COMMANDS_CHANNEL, command_message(device_id, envelope)))
+    message = command_message(device_id, envelope)
+    return sa.select(sa.func.pg_notify(command_channel(instance_id), message))
 
 
-async def notify_command(session: AsyncSession, device_id: str, envelope: dict[str, Any]) -> None:
-    """Queue a NOTIFY for every instance in the caller's transaction."""
-    await session.execute(notify_command_statement(device_id, envelope))
+async def notify_command(
+    session: AsyncSession,
+    device_id: str,
+    envelope: dict[str, Any],
+    instance_id: str | None = None,
+) -> None:
+    """Queue a NOTIFY, in the caller's transaction, for `instance_id` or else every instance."""
+    await session.execute(notify_command_statement(device_id, envelope, instance_id))

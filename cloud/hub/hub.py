@@ -29,6 +29,7 @@ from cloud.hub.envelopes import (
     COMMANDS_CHANNEL,
     CommandType,
     capture_envelope,
+    command_channel,
     config_envelope,
     device_command_envelope,
     parse_command_message,
@@ -94,9 +95,13 @@ class CommandHub(Worker):
         self._streams: dict[str, LocalStream] = {}
         self._recorder = DeliveryRecorder(session_factory)
         self._opens: dict[str, tuple[float, int]] = {}  # device_id -> (window start, opens)
+        # Commands for devices streaming here come on this instance's own channel; the shared
+        # one carries those whose holder was unknown when they were stored.
+        self.command_channel = command_channel(self.instance_id)
         self._listener = PgListener(
             engine,
             (
+                self.command_channel,
                 COMMANDS_CHANNEL,
                 delivery.DELIVERED_CHANNEL,
                 presence.PRESENCE_CHANNEL,
@@ -229,9 +234,23 @@ class CommandHub(Worker):
     def forget_delivery(self, trigger_id: str) -> None:
         self._recorder.forget(trigger_id)
 
+    def hand_over(self, device_id: str, envelope: dict[str, Any]) -> bool:
+        """Local fast path: a command committed by this instance for a stream held here.
+
+        Queued at once instead of after a NOTIFY round trip through PostgreSQL; the caller
+        stored it first, and the mailbox deduplicates by command id should it also arrive by
+        NOTIFY or in a backlog. False when no stream of the device is held here (it then gets
+        the command from its backlog when it connects).
+        """
+        stream = self._streams.get(device_id)
+        if stream is None:
+            return False
+        self._route(stream, Command.from_envelope(envelope))
+        return True
+
     # -- notifications -------------------------------------------------------------------------
     def _on_notification(self, channel: str, payload: str) -> None:
-        if channel == COMMANDS_CHANNEL:
+        if channel == self.command_channel or channel == COMMANDS_CHANNEL:
             device_id, envelope = parse_command_message(payload)
             stream = self._streams.get(device_id)
             if stream is None:

@@ -9,6 +9,7 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,9 +18,22 @@ from cloud.core.config import Settings
 from cloud.core.cursors import decode_cursor, encode_cursor
 from cloud.core.errors import ApiError
 from cloud.core.ids import TRIGGER_ID, new_trigger_id
-from cloud.hub.envelopes import capture_envelope, notify_command
-from cloud.hub.presence import is_connected
-from cloud.models import OPEN_TRIGGER_STATUSES, Device, Trigger, TriggerStatus, TriggerType, User
+from cloud.hub.envelopes import (
+    capture_envelope,
+    command_channel,
+    command_message,
+    notify_command,
+)
+from cloud.hub.presence import presence_window
+from cloud.models import (
+    OPEN_TRIGGER_STATUSES,
+    TIMESTAMP,
+    Device,
+    Trigger,
+    TriggerStatus,
+    TriggerType,
+    User,
+)
 
 CANCELLED_ERROR = "cancelled by user"
 MANUAL_CAP_LOCK = 0x7653  # advisory lock namespace ("vS") of the per-device manual-trigger cap
@@ -63,42 +77,123 @@ class TriggerFilter:
     until: datetime | None = None
 
 
+@dataclass(frozen=True)
+class ManualTrigger:
+    """A stored manual trigger: its envelope, and the live instance holding the device's
+    stream when it was stored (None: offline)."""
+
+    trigger_id: str
+    envelope: dict[str, Any]
+    instance_id: str | None
+
+
+# Statement 1 of 2: serialise this device's manual requests (the cap), check the device is the
+# caller's org's, and read which live instance holds its stream. FOR SHARE on the presence row
+# makes a stream opening elsewhere wait for our commit (its backlog then has the trigger), so
+# routing the NOTIFY to the holder read here can never miss a stream that moved meanwhile.
+_LOCK_AND_LOCATE = sa.text(
+    """
+    SELECT pg_advisory_xact_lock(:lock_ns, hashtext(d.device_id)) IS NOT NULL AS locked,
+           (SELECT c.instance_id FROM device_connections AS c
+              JOIN server_instances AS i ON i.instance_id = c.instance_id
+             WHERE c.device_id = d.device_id AND i.heartbeat_at > now() - :window
+               FOR SHARE OF c) AS instance_id
+    FROM devices AS d
+    WHERE d.device_id = :device_id AND d.org_id = :org_id AND d.deleted_at IS NULL
+    """
+).bindparams(sa.bindparam("window", type_=sa.Interval))
+# Statement 2 of 2, after the lock so its snapshot sees triggers committed while we waited:
+# the cap, the INSERT and its NOTIFY; nothing is inserted or announced over the cap.
+_CAP_INSERT_NOTIFY = sa.text(
+    """
+    WITH open AS (
+        SELECT count(*) AS n, min(expires_at) AS first_expiry FROM scheduled_triggers
+        WHERE device_id = :device_id AND trigger_type = 'manual'
+          AND status IN ('pending', 'sent') AND expires_at > now()),
+    ins AS (
+        INSERT INTO scheduled_triggers (trigger_id, device_id, trigger_type, trigger_label,
+            status, scheduled_at, created_at, expires_at, requested_by_user_id)
+        SELECT :trigger_id, :device_id, 'manual', :label, 'pending', :now, :now, :expires,
+               :user_id
+        FROM open WHERE open.n < :cap
+        RETURNING trigger_id)
+    SELECT open.n, open.first_expiry, (SELECT count(*) FROM ins) AS stored,
+           (SELECT count(pg_notify(:channel, :message)) FROM ins WHERE :notify) AS notified
+    FROM open
+    """
+).bindparams(
+    sa.bindparam("now", type_=TIMESTAMP),
+    sa.bindparam("expires", type_=TIMESTAMP),
+    sa.bindparam("label", type_=sa.String),
+    sa.bindparam("user_id", type_=sa.Uuid),
+    sa.bindparam("notify", type_=sa.Boolean),
+)
+
+
 async def request_manual_trigger(
     session: AsyncSession,
     settings: Settings,
-    device: Device,
     user: User,
+    device_id: str,
     label: str | None,
     ttl_seconds: int | None,
-) -> tuple[Trigger, bool]:
-    """Store a manual trigger (caller commits); also says whether the device is online now.
+    *,
+    this_instance: str | None = None,
+) -> ManualTrigger:
+    """Store a manual trigger and its NOTIFY (caller commits) in two statements, no ORM.
 
-    A per-device advisory lock (held to commit) keeps concurrent requests from passing the
-    cap together. Not a row lock: the hub's heartbeat updates `devices.last_seen_at` of every
-    connected device, and trigger requests must not queue behind it.
+    404 when the device is not the user's org's; 429 over the open-manual cap. A per-device
+    advisory lock (held to commit) keeps concurrent requests from passing the cap together;
+    not a row lock: the hub's heartbeat updates `devices.last_seen_at` of every connected
+    device, and trigger requests must not queue behind it. The NOTIFY goes to the holder's
+    own channel; when the holder is `this_instance` none is sent at all, since the caller
+    hands the command to the stream itself after the commit (CommandHub.hand_over).
     """
-    await session.execute(
-        sa.select(
-            sa.func.pg_advisory_xact_lock(MANUAL_CAP_LOCK, sa.func.hashtext(device.device_id))
-        )
-    )
-    open_manual = sa.and_(
-        Trigger.device_id == Device.device_id,
-        Trigger.trigger_type == TriggerType.MANUAL,
-        Trigger.status.in_(OPEN_TRIGGER_STATUSES),
-        Trigger.expires_at > sa.func.now(),
-    )
-    # A statement after the lock, so its snapshot sees triggers committed while we waited.
-    open_count, first_expiry, online = (
+    located = (
         await session.execute(
-            sa.select(
-                sa.select(sa.func.count()).where(open_manual).scalar_subquery(),
-                sa.select(sa.func.min(Trigger.expires_at)).where(open_manual).scalar_subquery(),
-                is_connected(settings.keepalive_seconds),
-            ).where(Device.device_id == device.device_id)
+            _LOCK_AND_LOCATE,
+            {
+                "lock_ns": MANUAL_CAP_LOCK,
+                "device_id": device_id,
+                "org_id": user.org_id,
+                "window": presence_window(settings.keepalive_seconds),
+            },
+        )
+    ).one_or_none()
+    if located is None:
+        raise ApiError(404, "device not found")
+    instance_id: str | None = located.instance_id
+    now = datetime.now(UTC)
+    ttl = timedelta(seconds=ttl_seconds or settings.manual_trigger_ttl_seconds)
+    trigger = Trigger(
+        trigger_id=new_trigger_id(),
+        device_id=device_id,
+        trigger_type=TriggerType.MANUAL,
+        trigger_label=label,
+        scheduled_at=now,
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    envelope = capture_envelope(trigger)
+    local = instance_id is not None and instance_id == this_instance
+    open_count, first_expiry, stored, _ = (
+        await session.execute(
+            _CAP_INSERT_NOTIFY,
+            {
+                "device_id": device_id,
+                "trigger_id": trigger.trigger_id,
+                "label": label,
+                "now": now,
+                "expires": trigger.expires_at,
+                "user_id": user.user_id,
+                "cap": settings.max_open_manual_triggers,
+                "notify": not local,  # the local fast path needs no NOTIFY
+                "channel": command_channel(instance_id),
+                "message": command_message(device_id, envelope),
+            },
         )
     ).one()
-    if open_count >= settings.max_open_manual_triggers:
+    if not stored:
         wait = max(1, math.ceil((first_expiry - datetime.now(UTC)).total_seconds()))
         raise ApiError(
             429,
@@ -106,11 +201,7 @@ async def request_manual_trigger(
             f"{settings.max_open_manual_triggers})",
             {"Retry-After": str(wait)},
         )
-    ttl = timedelta(seconds=ttl_seconds or settings.manual_trigger_ttl_seconds)
-    trigger = await create_trigger(
-        session, device.device_id, TriggerType.MANUAL, ttl, label=label, requested_by=user.user_id
-    )
-    return trigger, bool(online)
+    return ManualTrigger(trigger.trigger_id, envelope, instance_id)
 
 
 def _org_triggers(user: User) -> sa.Select[tuple[Trigger]]:

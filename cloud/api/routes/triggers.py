@@ -7,10 +7,10 @@ import contextlib
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from cloud.accounts.audit import AuditAction, record_audit
-from cloud.api.deps import CurrentUser, HubDep, OrgDevice, SessionDep, SettingsDep
+from cloud.api.deps import CurrentUser, HubDep, SessionDep, SettingsDep, valid_device_id
 from cloud.api.schemas.triggers import (
     ConnectedDevice,
     ConnectedList,
@@ -48,23 +48,30 @@ async def connected_devices(
 @router.post("/v1/devices/{device_id}/trigger", response_model=ManualTriggerResponse)
 async def trigger_device(
     body: ManualTriggerRequest,
-    device: OrgDevice,
+    device_id: Annotated[str, Depends(valid_device_id)],
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
     hub: HubDep,
 ) -> ManualTriggerResponse:
     """Ask the device for a capture now: `sent` if a live stream took it, else `pending`."""
-    trigger, online = await request_manual_trigger(
-        session, settings, device, user, body.label, body.ttl_seconds
+    trigger = await request_manual_trigger(
+        session,
+        settings,
+        user,
+        device_id,
+        body.label,
+        body.ttl_seconds,
+        this_instance=hub.instance_id,
     )
     await record_audit(
         session,
         user,
         AuditAction.MANUAL_TRIGGER,
-        device.device_id,
+        device_id,
         {"trigger_id": trigger.trigger_id},
     )
+    online = trigger.instance_id is not None
     # Registered before the commit: the NOTIFY (hence the delivery) can only follow it.
     delivered = hub.expect_delivery(trigger.trigger_id) if online else None
     try:
@@ -73,6 +80,8 @@ async def trigger_device(
             return ManualTriggerResponse(
                 trigger_id=trigger.trigger_id, status=TriggerStatus.PENDING
             )
+        if trigger.instance_id == hub.instance_id:
+            hub.hand_over(device_id, trigger.envelope)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(delivered), settings.delivery_wait_seconds)
     finally:
