@@ -26,6 +26,16 @@ _TEXT_ARRAY = ARRAY(sa.Text)
 _TIME_ARRAY = ARRAY(sa.DateTime(timezone=True))
 
 
+_ENVELOPE_COLUMNS = (
+    Trigger.trigger_id,
+    Trigger.trigger_type,
+    Trigger.trigger_label,
+    Trigger.created_at,
+    Trigger.scheduled_at,
+    Trigger.expires_at,
+)
+
+
 def _ids(values: Sequence[str]) -> sa.BindParameter[list[str]]:
     return sa.bindparam(None, list(values), type_=_TEXT_ARRAY)
 
@@ -41,8 +51,17 @@ async def backlog_envelopes(session: AsyncSession, device: Device) -> list[dict[
     envelopes: list[dict[str, Any]] = []
     if needs_config(device):
         envelopes.append(config_envelope(device))
-    triggers = await open_triggers_for(session, [device.device_id])
-    envelopes.extend(capture_envelope(trigger) for trigger in triggers)
+    # Columns, not ORM objects: the open path runs 10,000 times in a reconnect storm.
+    rows = await session.execute(
+        sa.select(*_ENVELOPE_COLUMNS)
+        .where(
+            Trigger.device_id == device.device_id,
+            Trigger.status.in_(OPEN_TRIGGER_STATUSES),
+            Trigger.expires_at > sa.func.now(),
+        )
+        .order_by(Trigger.created_at, Trigger.trigger_id)
+    )
+    envelopes.extend(capture_envelope(row) for row in rows)  # type: ignore[arg-type]
     commands = await open_commands_for(session, [device.device_id])
     envelopes.extend(device_command_envelope(command) for command in commands)
     return envelopes

@@ -7,7 +7,6 @@ newer stream elsewhere takes the row over and the older instance is told on PRES
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -74,41 +73,50 @@ async def forget_dead_instances(session: AsyncSession, keepalive_seconds: float)
 PRESENCE_CHANNEL = "visant_presence"
 
 
+# One statement: the claim's database time, the presence row, last_seen_at and the NOTIFY
+# telling an older stream elsewhere to close (was four round trips per stream open).
+_CLAIM = sa.text(
+    """
+    WITH moment AS (SELECT clock_timestamp() AS at),
+    claim AS (
+        INSERT INTO device_connections (device_id, instance_id, stream_id, connected_at)
+        SELECT CAST(:device_id AS text), CAST(:instance_id AS text), CAST(:stream_id AS text),
+               moment.at FROM moment
+        ON CONFLICT (device_id) DO UPDATE SET instance_id = excluded.instance_id,
+            stream_id = excluded.stream_id, connected_at = excluded.connected_at
+        RETURNING connected_at),
+    seen AS (
+        UPDATE devices SET last_seen_at = (SELECT at FROM moment)
+        WHERE device_id = CAST(:device_id AS text))
+    SELECT claim.connected_at,
+           pg_notify(:channel, json_build_object(
+               'device_id', CAST(:device_id AS text), 'stream_id', CAST(:stream_id AS text),
+               'instance_id', CAST(:instance_id AS text),
+               'claimed_at', extract(epoch FROM claim.connected_at))::text)
+    FROM claim
+    """
+)
+
+
 async def claim_presence(
     session: AsyncSession, device_id: str, instance_id: str, stream_id: str
 ) -> float:
     """Make this stream the device's live one and tell older streams elsewhere to close.
 
     Returns the claim's database time (epoch seconds): a later claim wins, whatever order the
-    notifications arrive in.
+    notifications arrive in. The upsert waits for a trigger request that read the old row FOR
+    SHARE, so a backlog read after this claim sees every command routed to the old holder.
     """
-    claimed_at = await session.scalar(sa.select(sa.func.clock_timestamp()))
-    assert claimed_at is not None
-    statement = insert(DeviceConnection).values(
-        device_id=device_id, instance_id=instance_id, stream_id=stream_id, connected_at=claimed_at
-    )
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[DeviceConnection.device_id],
-            set_={
-                "instance_id": statement.excluded.instance_id,
-                "stream_id": statement.excluded.stream_id,
-                "connected_at": statement.excluded.connected_at,
-            },
-        )
-    )
-    await session.execute(
-        sa.update(Device).where(Device.device_id == device_id).values(last_seen_at=claimed_at)
-    )
-    message = json.dumps(
+    claimed_at = await session.scalar(
+        _CLAIM,
         {
             "device_id": device_id,
-            "stream_id": stream_id,
             "instance_id": instance_id,
-            "claimed_at": claimed_at.timestamp(),
-        }
+            "stream_id": stream_id,
+            "channel": PRESENCE_CHANNEL,
+        },
     )
-    await session.execute(sa.select(sa.func.pg_notify(PRESENCE_CHANNEL, message)))
+    assert claimed_at is not None
     return claimed_at.timestamp()
 
 

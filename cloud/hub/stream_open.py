@@ -28,7 +28,8 @@ async def open_device_stream(
     """A registered stream holding the device's backlog; no database connection stays open.
 
     The stream is registered before the backlog is read, so a command committed meanwhile is
-    either in the backlog or held live (then deduplicated); none falls in between.
+    either in the backlog or held live (then deduplicated); none falls in between. Three
+    statements per open: authenticate, claim presence, read the backlog.
     """
     if not hub.accepting:
         raise ApiError(503, "server shutting down", {"Retry-After": SHUTDOWN_RETRY_AFTER})
@@ -41,10 +42,12 @@ async def open_device_stream(
             )
         stream = hub.open_stream(device.device_id, device.key_hash)
         try:
-            backlog = await backlog_envelopes(session, device)
+            # Claim first, then read: a command routed to the previous holder was committed
+            # before the claim could take the presence row, so the backlog has it.
             stream.claimed_at = await claim_presence(
                 session, device.device_id, hub.instance_id, stream.stream_id
             )
+            backlog = await backlog_envelopes(session, device)
             await session.commit()
         except IntegrityError as exc:
             _abandon(hub, stream)

@@ -23,6 +23,7 @@ from cloud.api.schemas.triggers import (
     FailureReport,
     FailureResponse,
 )
+from cloud.core.config import StreamImpl
 from cloud.core.errors import ApiError
 from cloud.core.ids import COMMAND_ID, TRIGGER_ID
 from cloud.hub.delivery import record_config_ack
@@ -30,6 +31,7 @@ from cloud.hub.hub import CommandHub, LocalStream
 from cloud.hub.mailbox import Command, StreamClosed
 from cloud.hub.stream_open import open_device_stream
 from cloud.hub.stream_response import CommandStreamResponse
+from cloud.hub.stream_sse_starlette import sse_starlette_response
 from cloud.models import TriggerStatus
 from cloud.triggers.service import device_trigger, finish_open_trigger
 
@@ -55,7 +57,12 @@ async def command_stream(
     # The backlog is every open command whatever Last-Event-ID says: a command written before
     # the link broke may never have reached the device, and the device dedupes by command id.
     stream = await open_device_stream(hub, sessions, settings, device_id, token)
-    return CommandStreamResponse(
+    respond = (
+        sse_starlette_response
+        if settings.stream_impl == StreamImpl.SSE_STARLETTE
+        else CommandStreamResponse
+    )
+    return respond(
         hub,
         stream,
         keepalive=settings.keepalive_seconds,
