@@ -27,7 +27,6 @@ from cloud.hub.envelopes import (
 from cloud.hub.presence import presence_window
 from cloud.models import (
     OPEN_TRIGGER_STATUSES,
-    TIMESTAMP,
     Device,
     Trigger,
     TriggerStatus,
@@ -91,43 +90,34 @@ class ManualTrigger:
 # caller's org's, and read which live instance holds its stream. FOR SHARE on the presence row
 # makes a stream opening elsewhere wait for our commit (its backlog then has the trigger), so
 # routing the NOTIFY to the holder read here can never miss a stream that moved meanwhile.
-_LOCK_AND_LOCATE = sa.text(
-    """
-    SELECT pg_advisory_xact_lock(:lock_ns, hashtext(d.device_id)) IS NOT NULL AS locked,
+# Both statements run on the driver connection inside the session's transaction: asyncpg
+# keeps them prepared, and SQLAlchemy's compile and result layers cost more than the SQL.
+_LOCK_AND_LOCATE = """
+    SELECT pg_advisory_xact_lock($1, hashtext(d.device_id)) IS NOT NULL AS locked,
            (SELECT c.instance_id FROM device_connections AS c
               JOIN server_instances AS i ON i.instance_id = c.instance_id
-             WHERE c.device_id = d.device_id AND i.heartbeat_at > now() - :window
+             WHERE c.device_id = d.device_id AND i.heartbeat_at > now() - $4::interval
                FOR SHARE OF c) AS instance_id
     FROM devices AS d
-    WHERE d.device_id = :device_id AND d.org_id = :org_id AND d.deleted_at IS NULL
-    """
-).bindparams(sa.bindparam("window", type_=sa.Interval))
+    WHERE d.device_id = $2 AND d.org_id = $3 AND d.deleted_at IS NULL
+"""
 # Statement 2 of 2, after the lock so its snapshot sees triggers committed while we waited:
 # the cap, the INSERT and its NOTIFY; nothing is inserted or announced over the cap.
-_CAP_INSERT_NOTIFY = sa.text(
-    """
+_CAP_INSERT_NOTIFY = """
     WITH open AS (
         SELECT count(*) AS n, min(expires_at) AS first_expiry FROM scheduled_triggers
-        WHERE device_id = :device_id AND trigger_type = 'manual'
+        WHERE device_id = $1 AND trigger_type = 'manual'
           AND status IN ('pending', 'sent') AND expires_at > now()),
     ins AS (
         INSERT INTO scheduled_triggers (trigger_id, device_id, trigger_type, trigger_label,
             status, scheduled_at, created_at, expires_at, requested_by_user_id)
-        SELECT :trigger_id, :device_id, 'manual', :label, 'pending', :now, :now, :expires,
-               :user_id
-        FROM open WHERE open.n < :cap
+        SELECT $2, $1, 'manual', $3, 'pending', $4, $4, $5, $6
+        FROM open WHERE open.n < $7
         RETURNING trigger_id)
     SELECT open.n, open.first_expiry, (SELECT count(*) FROM ins) AS stored,
-           (SELECT count(pg_notify(:channel, :message)) FROM ins WHERE :notify) AS notified
+           (SELECT count(pg_notify($8, $9)) FROM ins WHERE $10) AS notified
     FROM open
-    """
-).bindparams(
-    sa.bindparam("now", type_=TIMESTAMP),
-    sa.bindparam("expires", type_=TIMESTAMP),
-    sa.bindparam("label", type_=sa.String),
-    sa.bindparam("user_id", type_=sa.Uuid),
-    sa.bindparam("notify", type_=sa.Boolean),
-)
+"""
 
 
 async def request_manual_trigger(
@@ -149,20 +139,19 @@ async def request_manual_trigger(
     own channel; when the holder is `this_instance` none is sent at all, since the caller
     hands the command to the stream itself after the commit (CommandHub.hand_over).
     """
-    located = (
-        await session.execute(
-            _LOCK_AND_LOCATE,
-            {
-                "lock_ns": MANUAL_CAP_LOCK,
-                "device_id": device_id,
-                "org_id": user.org_id,
-                "window": presence_window(settings.keepalive_seconds),
-            },
-        )
-    ).one_or_none()
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    located = await driver.fetchrow(
+        _LOCK_AND_LOCATE,
+        MANUAL_CAP_LOCK,
+        device_id,
+        user.org_id,
+        presence_window(settings.keepalive_seconds),
+    )
     if located is None:
         raise ApiError(404, "device not found")
-    instance_id: str | None = located.instance_id
+    instance_id: str | None = located["instance_id"]
     now = datetime.now(UTC)
     ttl = timedelta(seconds=ttl_seconds or settings.manual_trigger_ttl_seconds)
     trigger = Trigger(
@@ -176,23 +165,19 @@ async def request_manual_trigger(
     )
     envelope = capture_envelope(trigger)
     local = instance_id is not None and instance_id == this_instance
-    open_count, first_expiry, stored, _ = (
-        await session.execute(
-            _CAP_INSERT_NOTIFY,
-            {
-                "device_id": device_id,
-                "trigger_id": trigger.trigger_id,
-                "label": label,
-                "now": now,
-                "expires": trigger.expires_at,
-                "user_id": user.user_id,
-                "cap": settings.max_open_manual_triggers,
-                "notify": not local,  # the local fast path needs no NOTIFY
-                "channel": command_channel(instance_id),
-                "message": command_message(device_id, envelope),
-            },
-        )
-    ).one()
+    open_count, first_expiry, stored, _ = await driver.fetchrow(
+        _CAP_INSERT_NOTIFY,
+        device_id,
+        trigger.trigger_id,
+        label,
+        now,
+        trigger.expires_at,
+        user.user_id,
+        settings.max_open_manual_triggers,
+        command_channel(instance_id),
+        command_message(device_id, envelope),
+        not local,  # the local fast path needs no NOTIFY
+    )
     if not stored:
         wait = max(1, math.ceil((first_expiry - datetime.now(UTC)).total_seconds()))
         raise ApiError(

@@ -6,48 +6,75 @@ Raw sockets on purpose: the load generator shares the 2 cores with the server it
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
-CONNECT_CONCURRENCY = 64  # streams being opened at once
+CONNECT_CONCURRENCY = 256  # streams being opened at once
+RETRY_SECONDS = 0.2  # mean pause between reconnect attempts while the server is down
 
 
 class StreamClient:
-    """N raw-socket SSE readers on one event loop: the cheapest client we can write."""
+    """N raw-socket SSE readers on one event loop: the cheapest client we can write.
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    With `reconnect` set, a reader whose stream ended opens it again at once (retrying every
+    RETRY_SECONDS while the server is down), like a fleet after a server restart; `reopened`
+    counts those second opens.
+    """
+
+    def __init__(self, ports: list[int], host: str = "127.0.0.1") -> None:
+        self.host, self.ports = host, ports
         self.received: dict[str, float] = {}
         self.opened = 0
         self.failed = 0
-        self.ended = 0
+        self.reopened = 0
+        self.reconnect = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def open_all(self, devices: list[tuple[str, str]]) -> None:
-        limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
         ready = [asyncio.get_running_loop().create_future() for _ in devices]
-        for (device_id, key), future in zip(devices, ready, strict=True):
-            self._tasks.append(asyncio.create_task(self._read(device_id, key, limit, future)))
+        for index, ((device_id, key), future) in enumerate(zip(devices, ready, strict=True)):
+            port = self.ports[index % len(self.ports)]
+            self._tasks.append(asyncio.create_task(self._run(device_id, key, port, future)))
         await asyncio.gather(*ready)
 
-    async def _read(
-        self, device_id: str, key: str, limit: asyncio.Semaphore, ready: asyncio.Future[None]
-    ) -> None:
+    async def _open(
+        self, device_id: str, key: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        async with self._limit:
+            reader, writer = await asyncio.open_connection(self.host, port, limit=2**16)
+            writer.write(
+                f"GET /v1/devices/{device_id}/commands HTTP/1.1\r\nHost: {self.host}\r\n"
+                f"Authorization: Bearer {key}\r\nAccept: text/event-stream\r\n\r\n".encode()
+            )
+            status = await asyncio.wait_for(reader.readline(), 60)
+            if b" 200 " not in status:
+                writer.close()
+                raise ConnectionError(status.decode(errors="replace").strip())
+            return reader, writer
+
+    async def _run(self, device_id: str, key: str, port: int, ready: asyncio.Future[None]) -> None:
         try:
-            async with limit:
-                reader, writer = await asyncio.open_connection(self.host, self.port, limit=2**16)
-                writer.write(
-                    f"GET /v1/devices/{device_id}/commands HTTP/1.1\r\nHost: {self.host}\r\n"
-                    f"Authorization: Bearer {key}\r\nAccept: text/event-stream\r\n\r\n".encode()
-                )
-                status = await asyncio.wait_for(reader.readline(), 60)
-                if b" 200 " not in status:
-                    raise ConnectionError(status.decode(errors="replace").strip())
-                self.opened += 1
+            reader, writer = await self._open(device_id, key, port)
+            self.opened += 1
         except Exception:  # noqa: BLE001 - counted and reported
             self.failed += 1
             ready.set_result(None)
             return
         ready.set_result(None)
+        while True:
+            await self._consume(reader, writer)
+            if not self.reconnect:
+                return
+            while True:
+                try:
+                    reader, writer = await self._open(device_id, key, port)
+                    break
+                except Exception:  # noqa: BLE001 - server still down: retry
+                    await asyncio.sleep(RETRY_SECONDS * (0.5 + random.random()))
+            self.reopened += 1
+
+    async def _consume(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
                 if line.startswith(b"id: "):
@@ -55,7 +82,6 @@ class StreamClient:
         except (ConnectionError, OSError):
             pass
         finally:
-            self.ended += 1
             writer.close()
 
     async def close(self) -> None:

@@ -146,7 +146,7 @@ async def measure(
         create_fleet, database_url, devices, BENCH_SECRET, EVERY_SECOND
     )
     url = httpx.URL(base_url)
-    streams = StreamClient(url.host, url.port or 80)
+    streams = StreamClient([url.port or 80], url.host)
     began = time.perf_counter()
     await streams.open_all(fleet)
     print(
