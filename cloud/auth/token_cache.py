@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,15 +29,21 @@ _USER_COLUMNS = tuple(column.key for column in User.__table__.columns)
 class _Entry:
     user: dict[str, Any]  # the user's column values when the database confirmed the token
     token_expires_at: datetime
-    confirmed_at: float  # time.monotonic()
+    confirmed_at: float  # the cache's clock
 
 
 class TokenCache:
     """token hash -> the user it authenticated, for `ttl` seconds (0 turns the cache off)."""
 
-    def __init__(self, ttl: float, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        max_entries: int = MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl = ttl
         self._max = max_entries
+        self._clock = clock  # replaceable so tests move time instead of sleeping
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
 
     def get(self, token_hash: str) -> User | None:
@@ -44,9 +51,8 @@ class TokenCache:
         entry = self._entries.get(token_hash)
         if entry is None:
             return None
-        if (
-            time.monotonic() - entry.confirmed_at >= self.ttl
-            or entry.token_expires_at <= datetime.now(UTC)
+        if self._clock() - entry.confirmed_at >= self.ttl or entry.token_expires_at <= datetime.now(
+            UTC
         ):
             del self._entries[token_hash]
             return None
@@ -60,7 +66,7 @@ class TokenCache:
         if self.ttl <= 0:
             return
         values = {key: getattr(user, key) for key in _USER_COLUMNS}
-        self._entries[token_hash] = _Entry(values, token_expires_at, time.monotonic())
+        self._entries[token_hash] = _Entry(values, token_expires_at, self._clock())
         self._entries.move_to_end(token_hash)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
