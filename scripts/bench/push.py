@@ -115,7 +115,7 @@ async def measure(
     profiler = None
     if args.py_spy and target.database_url is not None and not args.profiled:
         args.profiled = True  # the first cloud target only
-        profiler = subprocess.Popen(
+        profiler = subprocess.Popen(  # noqa: ASYNC220 - starting it is instant
             [
                 "py-spy",
                 "record",

@@ -2,11 +2,12 @@
 
     python -m scripts.bench.push_floor --port 18100
 
-One raw ASGI app under the same uvicorn as the cloud (uvloop, httptools): no database, no
-auth, no framework. `GET /v1/devices/{id}/commands` holds an SSE stream fed from memory with a
-keepalive every 15 s; `POST /v1/devices/{id}/trigger` queues an event for that device's stream
-and answers `{"trigger_id", "status"}` like the cloud. Whatever the cloud costs above this is
-ours (durability, auth, presence, multi-instance), which scripts/bench/push.py prints as ratios.
+One raw ASGI app under the same uvicorn as the cloud (uvloop, httptools) and with the cloud's
+file-limit and GC tuning: no database, no auth, no framework. `GET /v1/devices/{id}/commands`
+holds an SSE stream fed from memory with a keepalive every 15 s; `POST
+/v1/devices/{id}/trigger` queues an event for that device's stream and answers
+`{"trigger_id", "status"}` like the cloud. Whatever the cloud costs above this is ours
+(durability, auth, presence, multi-instance), which scripts/bench/push.py prints as ratios.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 
 import uvicorn
 
+from cloud.core.process_tuning import raise_open_file_limit, tune_garbage_collector
+
 KEEPALIVE_SECONDS = 15.0
 _ids = itertools.count()
 _prefix = f"trg_floor{os.getpid()}_"
@@ -31,6 +34,9 @@ class FloorApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
+            # The same process tuning as the cloud's hub: a fair floor pauses no more for GC.
+            raise_open_file_limit()
+            tune_garbage_collector()
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
