@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.auth.service import authenticate_device, authenticate_user, require_role
+from cloud.auth.token_cache import TokenCache
 from cloud.captures.ratelimit import RateLimiter
 from cloud.captures.storage import SnapshotStore
 from cloud.core.config import Settings
@@ -50,7 +51,12 @@ async def get_upload_limiter(request: Request) -> RateLimiter:
     return request.app.state.upload_limiter
 
 
+async def get_token_cache(request: Request) -> TokenCache:
+    return request.app.state.token_cache
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+TokenCacheDep = Annotated[TokenCache, Depends(get_token_cache)]
 HubDep = Annotated[CommandHub, Depends(get_hub)]
 StoreDep = Annotated[SnapshotStore, Depends(get_snapshot_store)]
 LimiterDep = Annotated[RateLimiter, Depends(get_upload_limiter)]

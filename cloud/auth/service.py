@@ -80,6 +80,7 @@ async def authenticate_user(
     """
     token_hash = hash_secret(checked_secret(token, USER_TOKEN_PREFIX), settings.secret_key)
     if cache is not None and (cached := cache.get(token_hash)) is not None:
+        session.add(cached)  # persistent without a query: a route's changes to it are saved
         return cached
     row = (
         await session.execute(

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Response, status
 
 from cloud.accounts import users
 from cloud.accounts.audit import AuditAction, record_audit
-from cloud.api.deps import AdminUser, BearerToken, CurrentUser, SessionDep, SettingsDep
+from cloud.api.deps import (
+    AdminUser,
+    BearerToken,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    TokenCacheDep,
+)
 from cloud.api.schemas.users import (
     PasswordChange,
     TokenList,
@@ -44,7 +51,11 @@ async def list_users(admin: AdminUser, session: SessionDep) -> UserList:
 
 @router.patch("/v1/users/{user_id}", response_model=UserOut)
 async def update_user(
-    user_id: uuid.UUID, body: UserUpdate, admin: AdminUser, session: SessionDep
+    user_id: uuid.UUID,
+    body: UserUpdate,
+    admin: AdminUser,
+    session: SessionDep,
+    token_cache: TokenCacheDep,
 ) -> UserOut:
     """Change a user's role, or deactivate (tokens revoked) or reactivate them."""
     user = await users.org_user(session, admin.org_id, user_id)
@@ -60,6 +71,7 @@ async def update_user(
         user.is_active = True
         await record_audit(session, admin, AuditAction.USER_REACTIVATED, user.email)
     await session.commit()
+    token_cache.forget_user(user.user_id)  # other instances: within auth_cache_seconds
     return UserOut.model_validate(user)
 
 
@@ -70,6 +82,7 @@ async def change_password(
     token: BearerToken,
     session: SessionDep,
     settings: SettingsDep,
+    token_cache: TokenCacheDep,
 ) -> Response:
     """Change the caller's password; their other tokens are revoked, this one stays."""
     keep = hash_secret(token or "", settings.secret_key)
@@ -80,6 +93,7 @@ async def change_password(
         session, user, AuditAction.PASSWORD_CHANGED, user.email, {"tokens_revoked": revoked}
     )
     await session.commit()
+    token_cache.forget_user(user.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -104,8 +118,11 @@ async def list_tokens(
 
 
 @router.delete("/v1/auth/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_token(token_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
+async def revoke_token(
+    token_id: uuid.UUID, user: CurrentUser, session: SessionDep, token_cache: TokenCacheDep
+) -> Response:
     """Revoke one of the caller's tokens (another user's is 404)."""
     await users.revoke_token(session, user.user_id, token_id)
     await session.commit()
+    token_cache.forget_user(user.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
