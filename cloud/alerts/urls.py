@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 MAX_URL_LENGTH = 2000
 RESOLVE_TIMEOUT = 5.0  # seconds
 # Apprise schemes that POST to a host the user names (others talk to a fixed service).
+_ALLOW_HINT = "set VISANT_ALLOW_PRIVATE_WEBHOOKS=true to allow"
 _HTTP_STYLE_APPRISE = {"json", "jsons", "xml", "xmls", "form", "forms"}
 
 
@@ -47,7 +48,7 @@ async def check_host(host: str, port: int | None, allow_private: bool) -> None:
     if host.lower() in {"localhost", "localhost.localdomain"} or host.lower().endswith(
         ".localhost"
     ):
-        raise UrlRefused(f"url host {host!r} is a loopback address")
+        raise UrlRefused(f"url host {host!r} is a loopback address; {_ALLOW_HINT}")
     try:
         addresses = [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
@@ -62,9 +63,7 @@ async def check_host(host: str, port: int | None, allow_private: bool) -> None:
     for address in addresses:
         reason = refused_reason(address)
         if reason is not None:
-            raise UrlRefused(
-                f"url host {host!r} is {reason}; set VISANT_ALLOW_PRIVATE_WEBHOOKS=true to allow"
-            )
+            raise UrlRefused(f"url host {host!r} is {reason}; {_ALLOW_HINT}")
 
 
 def _length_checked(url: str) -> str:
