@@ -472,9 +472,10 @@ class AlertChannel(Base):
     url_display: Mapped[str] = mapped_column(sa.String(300))
     secret_ciphertext: Mapped[str | None] = mapped_column(sa.Text)
     # Routing: NULL means every alert kind / device / rule.
-    alert_kinds: Mapped[list[str] | None] = mapped_column(JSONB)
-    device_ids: Mapped[list[str] | None] = mapped_column(JSONB)
-    rules: Mapped[list[str] | None] = mapped_column(JSONB)
+    # none_as_null: Python None is SQL NULL (routing's "all"), not the JSON value null.
+    alert_kinds: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True))
+    device_ids: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True))
+    rules: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True))
     title_template: Mapped[str | None] = mapped_column(sa.Text)
     body_template: Mapped[str | None] = mapped_column(sa.Text)
     enabled: Mapped[bool] = mapped_column(default=True, server_default=sa.true())

@@ -57,7 +57,6 @@ class Senders:
         self._store = store
         self._http = http
         self._pool = pool
-        self._base_url = settings.alerts_public_url or f"http://{settings.host}:{settings.port}"
 
     async def send(self, claimed: Claimed) -> AttemptResult:
         started, began = datetime.now(UTC), time.monotonic()
@@ -73,8 +72,9 @@ class Senders:
         capture_id = claimed.payload.get("data", {}).get("capture_id")
         if not capture_id or not claimed.payload.get("snapshot"):
             return None
+        settings = self._settings
         return signed_image_url(
-            self._base_url,
+            settings.alerts_public_url or f"http://{settings.host}:{settings.port}",
             self._settings.secret_key,
             capture_id,
             time.time(),
