@@ -1,7 +1,7 @@
 """Alerts and notifications: alerts, alert_channels, notifications (outbox), attempts.
 
 Revision ID: 0004_alerts
-Revises: 0002_captures_listing
+Revises: 0006_device_health
 Create Date: 2026-12-01 23:02:01.457816+00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0004_alerts"
-down_revision: str | None = "0002_captures_listing"
+down_revision: str | None = "0006_device_health"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
