@@ -67,6 +67,8 @@ class DeliveryWorker(Worker):
             lambda _channel, _payload: self._wake.set(),
             self._on_reconnect,
             LISTENER_PING_SECONDS,
+            # Its own name: the hub's listener is the one tools and tests look for by name.
+            application_name="visant-alerts-listener",
         )
         self.delivered = 0  # counters for logs, tests and the benchmark
         self.failed_attempts = 0
