@@ -11,10 +11,14 @@ from typing import Protocol
 from fastapi import FastAPI
 
 from cloud import __version__
+from cloud.alerts.delivery import DeliveryWorker
+from cloud.alerts.watcher import AlertWatcher
 from cloud.api.routes import (
+    alerts,
     audit,
     auth,
     captures,
+    channels,
     commands,
     device_commands,
     device_health,
@@ -66,6 +70,8 @@ def build_components(app: FastAPI) -> list[BackgroundComponent]:
             settings.retention_days,
             settings.retention_interval_seconds,
         ),
+        AlertWatcher(sessions, settings.keepalive_seconds, settings.alerts_watch_interval_seconds),
+        DeliveryWorker(settings, app.state.engine, sessions, app.state.snapshot_store),
     ]
     # Last in start order: it is the first to stop, so no trigger is made during shutdown.
     if settings.scheduler_enabled:
@@ -131,6 +137,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         device_health,
         devices,
         captures,
+        alerts,
+        channels,
     ):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware)

@@ -373,3 +373,172 @@ class DeviceCommand(Base):
     requested_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("users.user_id", ondelete="SET NULL")
     )
+
+
+# --- Alerts and notifications: alert rows, channels, the notification outbox, attempts ---
+
+
+class AlertKind(StrEnum):
+    DETECTION = "detection"
+    DEVICE_OFFLINE = "device_offline"
+    DEVICE_ONLINE = "device_online"
+    CAPTURE_FAILED = "capture_failed"
+
+
+class AlertState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class ChannelKind(StrEnum):
+    APPRISE = "apprise"
+    WEBHOOK = "webhook"
+
+
+class NotificationState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class AttemptOutcome(StrEnum):
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # Keyset pages of GET /v1/alerts: newest first by (created_at, alert_id) within an org.
+        sa.Index("ix_alerts_org_created", "org_id", "created_at", "alert_id"),
+        sa.Index(
+            "ix_alerts_detection_cooldown",
+            "device_id",
+            "rule",
+            "created_at",
+            postgresql_where=sa.text("kind = 'detection'"),
+        ),
+        # At most one unresolved offline (or capture-failed) alert per device, whichever
+        # instance notices first: the others' inserts do nothing.
+        sa.Index(
+            "uq_alerts_unresolved_device_kind",
+            "device_id",
+            "kind",
+            unique=True,
+            postgresql_where=sa.text(
+                "state <> 'resolved' AND kind IN ('device_offline', 'capture_failed')"
+            ),
+        ),
+    )
+
+    alert_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("orgs.org_id", ondelete="CASCADE"))
+    device_id: Mapped[str] = mapped_column(sa.ForeignKey("devices.device_id", ondelete="CASCADE"))
+    kind: Mapped[AlertKind] = mapped_column(_enum(AlertKind, "alert_kind"))
+    state: Mapped[AlertState] = mapped_column(_enum(AlertState, "alert_state"))
+    capture_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("captures.record_id", ondelete="SET NULL")
+    )
+    rule: Mapped[str | None] = mapped_column(sa.String(100))
+    title: Mapped[str] = mapped_column(sa.String(300))
+    message: Mapped[str] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=sa.text("'{}'::jsonb")
+    )
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    acknowledged_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("users.user_id", ondelete="SET NULL")
+    )
+    resolved_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    resolved_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("users.user_id", ondelete="SET NULL")
+    )
+
+
+class AlertChannel(Base):
+    """Where an org's alerts go; the URL and webhook secret are stored encrypted."""
+
+    __tablename__ = "alert_channels"
+
+    channel_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("orgs.org_id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(100))
+    kind: Mapped[ChannelKind] = mapped_column(_enum(ChannelKind, "channel_kind"))
+    url_ciphertext: Mapped[str] = mapped_column(sa.Text)
+    url_display: Mapped[str] = mapped_column(sa.String(300))
+    secret_ciphertext: Mapped[str | None] = mapped_column(sa.Text)
+    # Routing: NULL means every alert kind / device / rule.
+    # none_as_null: Python None is SQL NULL (routing's "all"), not the JSON value null.
+    alert_kinds: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True))
+    device_ids: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True))
+    rules: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True))
+    title_template: Mapped[str | None] = mapped_column(sa.Text)
+    body_template: Mapped[str | None] = mapped_column(sa.Text)
+    enabled: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+    updated_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+
+
+class Notification(Base):
+    """The outbox: one message for one channel, written with its alert, sent by a worker."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        sa.Index(
+            "ix_notifications_due",
+            "next_attempt_at",
+            postgresql_where=sa.text("state = 'pending'"),
+        ),
+    )
+
+    # Also the webhook-id header: the same on every retry, so receivers can deduplicate.
+    notification_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("alert_channels.channel_id", ondelete="CASCADE"), index=True
+    )
+    alert_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("alerts.alert_id", ondelete="CASCADE"), index=True
+    )
+    event_type: Mapped[str] = mapped_column(sa.String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    state: Mapped[NotificationState] = mapped_column(
+        _enum(NotificationState, "notification_state"), default=NotificationState.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, server_default=_utcnow_default())
+    delivered_at: Mapped[datetime | None] = mapped_column(TIMESTAMP)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class NotificationAttempt(Base):
+    """One try at sending a notification: outcome, HTTP status, error, duration."""
+
+    __tablename__ = "notification_attempts"
+    __table_args__ = (sa.Index("ix_notification_attempts_channel", "channel_id", "attempt_id"),)
+
+    attempt_id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    notification_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("notifications.notification_id", ondelete="CASCADE"), index=True
+    )
+    channel_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("alert_channels.channel_id", ondelete="CASCADE")
+    )
+    attempt: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(TIMESTAMP)
+    duration_ms: Mapped[float]
+    outcome: Mapped[AttemptOutcome] = mapped_column(_enum(AttemptOutcome, "attempt_outcome"))
+    http_status: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+# The capture-failed watcher reads only recent failures of the trigger table.
+sa.Index(
+    "ix_scheduled_triggers_failed_finished",
+    Trigger.finished_at,
+    postgresql_where=sa.text("status IN ('failed', 'expired')"),
+)

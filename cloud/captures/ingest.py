@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cloud.alerts.rules import raise_detection_alerts
 from cloud.auth.service import authenticate_device
 from cloud.captures.evaluation import EvaluationError, evaluate
 from cloud.captures.images import ImageInfo
@@ -202,6 +203,17 @@ async def ingest_capture(
                 await session.execute(statement, {f"c_{k}": v for k, v in values.items()})
             except IntegrityError as exc:  # the device (and its triggers) deleted meanwhile
                 raise ApiError(409, "capture conflicts with a concurrent change") from exc
+            if evaluation_result.get("alert"):
+                # Same transaction: the alert and its outbox rows exist iff the capture does.
+                await raise_detection_alerts(
+                    session,
+                    device,
+                    record_id,
+                    evaluation_result,
+                    detections,
+                    (key, info.content_type),
+                    now,
+                )
     except BaseException:
         if write is not None and written_key is not None:
             await asyncio.wait([write])

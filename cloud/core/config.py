@@ -86,6 +86,19 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=0)
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
 
+    # Alerts and notifications (docs/alerts.md): channel URLs may point at loopback/private
+    # addresses only when allowed; watcher and delivery periods (s); send timeout (s); retries.
+    allow_private_webhooks: bool = False
+    alerts_watch_interval_seconds: float = Field(default=5.0, gt=0)
+    alerts_delivery_poll_seconds: float = Field(default=2.0, gt=0)
+    alerts_send_timeout_seconds: float = Field(default=10.0, gt=0)
+    alerts_max_attempts: int = Field(default=8, ge=1, le=100)
+    alerts_retry_base_seconds: float = Field(default=2.0, gt=0)
+    alerts_retry_max_seconds: float = Field(default=600.0, gt=0)
+    alerts_max_in_flight: int = Field(default=32, ge=1, le=1000)
+    alerts_image_url_ttl_seconds: int = Field(default=86400, ge=60)
+    alerts_public_url: str | None = None
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
         if self.environment != Environment.DEVELOPMENT and self.secret_key == PLACEHOLDER_SECRET:

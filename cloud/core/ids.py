@@ -39,3 +39,25 @@ def new_device_command_id() -> str:
 
 def config_command_id(version: int) -> str:
     return f"cfg_{version}"
+
+
+# Alerts and notifications. A notification id is also the webhook-id header (Standard
+# Webhooks' `msg_` convention), stable across retries.
+ALERT_ID_PATTERN = r"^alr_[0-9a-f]{32}$"
+CHANNEL_ID_PATTERN = r"^chn_[0-9a-f]{32}$"
+NOTIFICATION_ID_PATTERN = r"^msg_[0-9a-f]{32}$"
+ALERT_ID = re.compile(ALERT_ID_PATTERN)
+CHANNEL_ID = re.compile(CHANNEL_ID_PATTERN)
+NOTIFICATION_ID = re.compile(NOTIFICATION_ID_PATTERN)
+
+
+def new_alert_id() -> str:
+    return "alr_" + secrets.token_hex(16)
+
+
+def new_channel_id() -> str:
+    return "chn_" + secrets.token_hex(16)
+
+
+def new_notification_id() -> str:
+    return "msg_" + secrets.token_hex(16)

@@ -100,8 +100,20 @@ class EvaluationConfig(_Strict):
     rules: list[EvaluationRule] = Field(default_factory=list)
 
 
+MIN_OFFLINE_AFTER_SECONDS = 10
+
+
+class AlertsConfig(_Strict):
+    """When this device raises alerts (docs/alerts.md)."""
+
+    offline_after_seconds: int = Field(default=300, ge=MIN_OFFLINE_AFTER_SECONDS, le=7 * 86400)
+    failed_captures: int = Field(default=3, ge=1, le=1000)
+    cooldown_seconds: int = Field(default=300, ge=0, le=7 * 86400)
+
+
 class DeviceConfig(_Strict):
     trigger: TriggerSchedule | None = None
     camera: CameraConfig | None = None
     detection: DetectionConfig | None = None
     evaluation: EvaluationConfig | None = None
+    alerts: AlertsConfig | None = None

@@ -44,8 +44,10 @@ class PgListener(Worker):
         on_notification: NotificationHandler,
         on_reconnect: ReconnectHandler,
         ping_seconds: float,
+        application_name: str = LISTENER_APPLICATION_NAME,
     ) -> None:
         super().__init__()
+        self._application_name = application_name
         self._engine = engine
         self._channels = tuple(channels)
         self._on_notification = on_notification
@@ -90,7 +92,7 @@ class PgListener(Worker):
         args, params = dialect.create_connect_args(self._engine.url)
         params = {k: v for k, v in params.items() if k not in {"prepared_statement_cache_size"}}
         params["timeout"] = CONNECT_TIMEOUT
-        params["server_settings"] = {"application_name": LISTENER_APPLICATION_NAME}
+        params["server_settings"] = {"application_name": self._application_name}
         connection: asyncpg.Connection = await asyncpg.connect(*args, **params)
         for channel in self._channels:
             await connection.add_listener(channel, self._dispatch)

@@ -27,6 +27,8 @@ def test_health_is_ok_when_database_answers(live_server: LiveServer) -> None:
             "hub": "ok",
             "reaper": "ok",
             "retention": "ok",
+            "alerts_watcher": "ok",
+            "alerts_delivery": "ok",
             "scheduler": "disabled",
         },
     }

@@ -17,7 +17,12 @@ router = APIRouter(tags=["health"])
 HEALTH_DB_TIMEOUT = 3.0  # seconds
 OK = "ok"
 # Component (worker) names as /health reports them.
-COMPONENT_NAMES = {"hub-heartbeat": "hub", "trigger-scheduler": "scheduler"}
+COMPONENT_NAMES = {
+    "hub-heartbeat": "hub",
+    "trigger-scheduler": "scheduler",
+    "alert-watcher": "alerts_watcher",
+    "alert-delivery": "alerts_delivery",
+}
 
 
 async def _database(factory: SessionFactoryDep) -> str:
