@@ -1,0 +1,66 @@
+"""Processes killed with SIGKILL: an agent with a full spool while the cloud is down."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from cloud.models import Capture
+from tests.e2e.conftest import AgentProcess
+from tests.e2e.faults.conftest import (
+    DRAIN_DEADLINE,
+    MARGIN,
+    RECONNECT_DEADLINE,
+    STREAM_TIMEOUT,
+    UPLOAD,
+    Scene,
+    measure,
+    start_agent,
+)
+from tests.support.waiting import wait_until
+
+SPOOLED = 50  # captures waiting in the spool when the agent is killed
+CAPTURE_DEADLINE = 2.0  # seconds per capture (grab, HOG detector, encode) on a loaded machine
+
+
+@pytest.mark.slow
+def test_agent_killed_with_50_spooled_and_cloud_down_delivers_all_once_oldest_first(
+    scene: Scene, agents: Callable[..., AgentProcess], scene_jpeg: Path
+) -> None:
+    scene.stop_schedule()  # manual triggers only: the order below is theirs
+    agent = start_agent(agents, scene, scene_jpeg)
+    scene.proxy.cut_requests(UPLOAD, fraction=0.0)  # every upload dies after its head
+    trigger_ids = []
+    for index in range(SPOOLED):
+        response = scene.trigger(f"k{index}")
+        assert response.status_code == 200, response.text
+        trigger_ids.append(response.json()["trigger_id"])
+    wait_until(
+        lambda: agent.spooled() == SPOOLED,
+        SPOOLED * CAPTURE_DEADLINE + MARGIN,
+        lambda: agent.output,
+    )
+    agent.kill()
+    scene.cloud.kill()
+    scene.cloud.stop()
+    scene.proxy.heal()
+    scene.restart_cloud()
+    agent.start("--stream-timeout", str(STREAM_TIMEOUT))
+    delivered = measure(
+        lambda: agent.spooled() == 0, RECONNECT_DEADLINE + DRAIN_DEADLINE, lambda: agent.output
+    )
+    with scene.db() as session:
+        received = session.scalars(
+            sa.select(Capture.trigger_id)
+            .where(Capture.device_id == scene.device.device_id)
+            .order_by(Capture.received_at, Capture.record_id)
+        ).all()
+    assert list(received) == trigger_ids, "not delivered once each, oldest first"
+    for trigger_id in trigger_ids:  # redelivered after the restart, never captured twice
+        assert agent.output.count(f"capture trigger={trigger_id}") == 1
+    by_status = scene.assert_accounted(agent)
+    assert by_status["executed"] == SPOOLED and by_status["refused_late"] == 0, by_status
+    print(f"\n{SPOOLED} spooled delivered {delivered:.1f}s after the restarts; {by_status}")
