@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from tests.e2e.faults.conftest import (
     measure,
     start_agent,
 )
+from tests.support.factories import Factory
 from tests.support.waiting import wait_until
 
 SPOOLED = 50  # captures waiting in the spool when the agent is killed
@@ -64,3 +66,56 @@ def test_agent_killed_with_50_spooled_and_cloud_down_delivers_all_once_oldest_fi
     by_status = scene.assert_accounted(agent)
     assert by_status["executed"] == SPOOLED and by_status["refused_late"] == 0, by_status
     print(f"\n{SPOOLED} spooled delivered {delivered:.1f}s after the restarts; {by_status}")
+
+
+AGENTS = 4  # devices uploading at once
+PER_AGENT = 5  # spooled captures each: 20 uploads in flight across the link
+SLOW_LINK = 16 * 1024  # bytes per second: the uploads are still in flight at the kill
+
+
+@pytest.mark.slow
+def test_server_killed_during_parallel_uploads_every_spooled_capture_is_delivered_once(
+    scene: Scene, agents: Callable[..., AgentProcess], scene_jpeg: Path, factory: Factory
+) -> None:
+    scene.stop_schedule()
+    scenes = [scene] + [
+        replace(scene, device=factory.device(org_id=scene.owner.org_id)) for _ in range(AGENTS - 1)
+    ]
+    fleet = []
+    for index, member in enumerate(scenes):
+        agent = agents(
+            scene.proxy.url, member.device.device_id, member.device.key, scene_jpeg, f"a{index}"
+        )
+        fleet.append(agent.start("--stream-timeout", str(STREAM_TIMEOUT)))
+    for member, agent in zip(scenes, fleet, strict=True):
+        wait_until(member.connected, 30, lambda agent=agent: agent.output)
+    scene.proxy.cut_requests(UPLOAD, fraction=0.0)
+    for member in scenes:
+        for index in range(PER_AGENT):
+            assert member.trigger(f"p{index}").status_code == 200
+    spooled = lambda: sum(agent.spooled() for agent in fleet)  # noqa: E731
+    outputs = lambda: "\n".join(agent.output for agent in fleet)  # noqa: E731
+    total = AGENTS * PER_AGENT
+    wait_until(lambda: spooled() == total, total * CAPTURE_DEADLINE + MARGIN, outputs)
+    scene.proxy.heal()
+    scene.proxy.bandwidth(SLOW_LINK)
+    scene.proxy.cut()  # each agent's stream reconnects, which wakes its spool drain at once
+    # Killed once the first upload is stored: the others, and its answer, are on the wire.
+    wait_until(lambda: sum(m.executed() for m in scenes) >= 1, RECONNECT_DEADLINE, outputs)
+    scene.cloud.kill()
+    in_spools = spooled()
+    scene.cloud.stop()
+    scene.proxy.heal()
+    scene.restart_cloud()
+    delivered = measure(
+        lambda: spooled() == 0,
+        RECONNECT_DEADLINE + DRAIN_DEADLINE,
+        lambda: "\n".join(a.output for a in fleet),
+    )
+    results = [member.assert_accounted(agent) for member, agent in zip(scenes, fleet, strict=True)]
+    for by_status in results:
+        assert by_status["executed"] == PER_AGENT and by_status["refused_late"] == 0, results
+    print(
+        f"\nserver SIGKILLed with {in_spools} of {total} captures still spooled; "
+        f"all delivered once {delivered:.1f}s after the restart"
+    )
