@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import AgentProcess
@@ -50,9 +51,12 @@ class ReconnectingReader:
                 self._stop.wait(STREAM_RETRY_MS / 1000)  # the reconnect delay, as agents wait
                 continue
             self.streams += 1
-            with contextlib.suppress(AssertionError, queue.Empty):
+            with contextlib.suppress(AssertionError):  # the stream ended
                 while not self._stop.is_set():
-                    event = self._reader.next(timeout=STREAM_TIMEOUT)
+                    try:
+                        event = self._reader.next(timeout=STREAM_TIMEOUT)
+                    except queue.Empty:
+                        continue  # keepalives are not queued: an idle stream is quiet
                     if event.event == "capture":
                         self.command_ids.add(event.id)
             self._reader.close()
@@ -63,6 +67,20 @@ class ReconnectingReader:
         if self._reader is not None:
             self._reader.close()
         self._thread.join(STREAM_TIMEOUT + 5)
+
+
+def _all_connected(scene: Scene, members: list[Scene]) -> bool:
+    """One `GET /v1/devices/connected` for the whole org: every member listed."""
+    try:
+        response = httpx.get(
+            f"{scene.cloud.url}/v1/devices/connected", headers=scene.owner.headers, timeout=5
+        )
+    except httpx.HTTPError:
+        return False
+    if response.status_code != 200:
+        return False
+    listed = {device["device_id"] for device in response.json()["devices"]}
+    return all(m.device.device_id in listed for m in members)
 
 
 @pytest.mark.slow
@@ -88,7 +106,7 @@ def test_instance_killed_under_50_streams_its_devices_move_and_no_trigger_is_los
         for m in members[REAL_AGENTS:]
     ]
     try:
-        wait_until(lambda: all(m.connected() for m in members), 60, lambda: fleet[0].output)
+        wait_until(lambda: _all_connected(scene, members), 60, lambda: fleet[0].output)
         scene.cloud.kill()
         scene.proxy.target_port = other.port  # the load balancer's failover
         scene.cloud.stop()
@@ -101,7 +119,7 @@ def test_instance_killed_under_50_streams_its_devices_move_and_no_trigger_is_los
             assert response.status_code == 200, response.text
             trigger_ids[member.device.device_id] = response.json()["trigger_id"]
         moved = measure(
-            lambda: all(m.connected() for m in members),
+            lambda: _all_connected(scene, members),
             RECONNECT_DEADLINE + 2 * KEEPALIVE,
             lambda: fleet[0].output,
         )
