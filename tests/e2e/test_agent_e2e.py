@@ -178,6 +178,7 @@ def test_agent_killed_with_captures_spooled_delivers_them_after_restart(
     trigger_ids = [trigger(live_server.url, owner, device, f"k{i}") for i in range(3)]
     wait_until(lambda: agent.spooled() == 3, 30, lambda: agent.output)
     agent.kill()  # SIGKILL: no chance to flush anything
+    before_restart = len(agent.output)
     proxy.heal()
     agent.start()
     wait_until(
@@ -187,8 +188,10 @@ def test_agent_killed_with_captures_spooled_delivers_them_after_restart(
     )
     captured = sorted(c.trigger_id for c in captures_for(db, device))  # type: ignore[type-var]
     assert captured == sorted(trigger_ids)
-    for trigger_id in trigger_ids:  # redelivered after the restart, but not captured again
-        assert agent.output.count(f"capture trigger={trigger_id}") == 1
+    # Redelivered after the restart, but not captured again. (Before the kill a capture's
+    # log line comes after its upload attempt, so it may be missing: the kill can land
+    # between spooling and logging. The spool, not the log, says it was captured.)
+    assert "capture trigger=" not in agent.output[before_restart:], agent.output
 
 
 def test_config_command_is_applied_and_acknowledged(

@@ -46,6 +46,7 @@ def test_agent_killed_with_50_spooled_and_cloud_down_delivers_all_once_oldest_fi
         lambda: agent.output,
     )
     agent.kill()
+    before_restart = len(agent.output)
     scene.cloud.kill()
     scene.cloud.stop()
     scene.proxy.heal()
@@ -61,8 +62,9 @@ def test_agent_killed_with_50_spooled_and_cloud_down_delivers_all_once_oldest_fi
             .order_by(Capture.received_at, Capture.record_id)
         ).all()
     assert list(received) == trigger_ids, "not delivered once each, oldest first"
-    for trigger_id in trigger_ids:  # redelivered after the restart, never captured twice
-        assert agent.output.count(f"capture trigger={trigger_id}") == 1
+    # Redelivered after the restart, never captured again (a capture's log line follows its
+    # upload attempt, so the kill may have come before it: the spool is the record).
+    assert "capture trigger=" not in agent.output[before_restart:], agent.output
     by_status = scene.assert_accounted(agent)
     assert by_status["executed"] == SPOOLED and by_status["refused_late"] == 0, by_status
     print(f"\n{SPOOLED} spooled delivered {delivered:.1f}s after the restarts; {by_status}")
