@@ -230,6 +230,11 @@ class FaultProxy:
     async def _shutdown(self) -> None:
         self._server.close()
         await self._cut_all()
+        # Every link's tasks end here, so closing the loop destroys no pending task.
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._refusing:
