@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -208,6 +210,16 @@ class BufferingProxy:
         finally:
             with contextlib.suppress(OSError):
                 client.close()
+
+
+def _reset(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        # Linger 0: close sends RST, the client sees "connection reset", not a clean EOF.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a pump thread blocked in recv()
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 def _read_request(sock: socket.socket) -> bytes | None:
