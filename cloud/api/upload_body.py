@@ -12,6 +12,7 @@ from fastapi import Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from cloud.api.schemas.captures import CaptureAccepted, CaptureJsonBody, CaptureMetadata
 from cloud.core.errors import ApiError
@@ -88,12 +89,17 @@ def check_declared_length(request: Request, limit: int) -> None:
 async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
     """The body's chunks, stopping with 413 as soon as more than `limit` bytes arrived."""
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise _too_large(limit)
-        if chunk:
-            yield chunk
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise _too_large(limit)
+            if chunk:
+                yield chunk
+    except ClientDisconnect as exc:
+        # A link cut mid-upload: nothing is stored and the device retries from its spool.
+        # Uncaught, it reached uvicorn as "Exception in ASGI application" with a traceback.
+        raise ApiError(400, "client disconnected before the body was complete") from exc
 
 
 def _validation_detail(prefix: str, exc: ValidationError) -> str:

@@ -1,5 +1,5 @@
-"""E2E helpers for the device agent: the agent as a real subprocess, and a TCP proxy that
-cuts the network in front of the real server (uploads only, or everything)."""
+"""E2E helpers for the device agent: the agent as a real subprocess, and fault proxies
+(tests/support/fault_proxy.py) in front of the real server."""
 
 from __future__ import annotations
 
@@ -18,110 +18,10 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.support.fault_proxy import FaultProxy
 from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class FaultyProxy:
-    """Forwards TCP to the server; can refuse uploads or drop every open connection.
-
-    A fault at the network level, not a mock: the agent sees a real connection reset, as on
-    a cellular link that dies mid-upload. ``target_port`` may be switched to a restarted
-    server while the agent keeps the same URL.
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.fail_uploads = False
-        self.refused_uploads = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._sockets: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def drop_connections(self) -> None:
-        """Reset every open connection (the stream included), like a network cut."""
-        with self._lock:
-            sockets, self._sockets = list(self._sockets), set()
-        for sock in sockets:
-            _reset(sock)
-
-    def close(self) -> None:
-        self._closed = True
-        self._listener.close()
-        self.drop_connections()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        try:
-            first = client.recv(65536)
-        except OSError:
-            client.close()
-            return
-        if self._refuse(first):
-            _reset(client)
-            return
-        try:
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            upstream.settimeout(None)
-            upstream.sendall(first)
-        except OSError:
-            _reset(client)
-            return
-        with self._lock:
-            self._sockets.update((client, upstream))
-        threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
-        _pump(client, upstream, self._refuse)
-
-    def _refuse(self, data: bytes) -> bool:
-        # Checked on every chunk: a kept-alive connection carries later requests too, and a
-        # request line starts a chunk because the client writes each request in one go.
-        if self.fail_uploads and data.startswith(b"POST /v1/captures"):
-            self.refused_uploads += 1
-            return True
-        return False
-
-
-def _pump(
-    source: socket.socket, sink: socket.socket, refuse: Callable[[bytes], bool] | None = None
-) -> None:
-    try:
-        while data := source.recv(65536):
-            if refuse is not None and refuse(data):
-                _reset(source)
-                _reset(sink)
-                return
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-def _reset(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        # Linger 0: close sends RST, the client sees "connection reset", not a clean EOF.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)  # wakes a pump thread blocked in recv()
-    with contextlib.suppress(OSError):
-        sock.close()
 
 
 class AgentProcess:
@@ -229,11 +129,12 @@ def agents(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
 
 
 @pytest.fixture
-def proxy_factory() -> Iterator[Callable[[int], FaultyProxy]]:
-    proxies: list[FaultyProxy] = []
+def proxy_factory() -> Iterator[Callable[[int], FaultProxy]]:
+    """``proxy_factory(target_port)`` -> a FaultProxy; all closed at teardown."""
+    proxies: list[FaultProxy] = []
 
-    def make(port: int) -> FaultyProxy:
-        proxy = FaultyProxy(port)
+    def make(port: int) -> FaultProxy:
+        proxy = FaultProxy(port)
         proxies.append(proxy)
         return proxy
 
@@ -309,6 +210,16 @@ class BufferingProxy:
         finally:
             with contextlib.suppress(OSError):
                 client.close()
+
+
+def _reset(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        # Linger 0: close sends RST, the client sees "connection reset", not a clean EOF.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a pump thread blocked in recv()
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 def _read_request(sock: socket.socket) -> bytes | None:

@@ -13,13 +13,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.models import Capture, Device, Trigger, TriggerStatus
-from tests.e2e.conftest import AgentProcess, FaultyProxy
+from tests.e2e.conftest import AgentProcess
 from tests.support.factories import DeviceWithKey, Factory, UserWithToken
+from tests.support.fault_proxy import FaultProxy
 from tests.support.live_server import LiveServer
 from tests.support.waiting import wait_until
 
 Sessions = sessionmaker[Session]
 JPEG_MAGIC = b"\xff\xd8\xff"
+UPLOAD = b"POST /v1/captures"  # the request line of an upload, as the proxy sees it
 
 
 @pytest.fixture
@@ -114,18 +116,18 @@ def test_duplicate_delivery_of_one_command_executes_once(
     owner: UserWithToken,
     device: DeviceWithKey,
     agents: Callable[..., AgentProcess],
-    proxy_factory: Callable[[int], FaultyProxy],
+    proxy_factory: Callable[[int], FaultProxy],
     scene_jpeg: Path,
     db: Sessions,
 ) -> None:
     proxy = proxy_factory(live_server.port)
-    proxy.fail_uploads = True  # the trigger stays open, so every reconnect re-sends it
+    proxy.cut_requests(UPLOAD, 0.0)  # the trigger stays open, so every reconnect re-sends it
     agent = start_connected(agents, proxy.url, live_server, owner, device, scene_jpeg)
     trigger_id = trigger(live_server.url, owner, device)
     wait_until(lambda: agent.spooled() == 1, 20, lambda: agent.output)
-    proxy.drop_connections()  # stream reconnects; the server delivers trigger_id again
+    proxy.cut()  # stream reconnects; the server delivers trigger_id again
     agent.wait_for_log(f"command {trigger_id} already executed; ignoring duplicate")
-    proxy.fail_uploads = False
+    proxy.heal()
     wait_until(
         lambda: trigger_status(db, trigger_id) == TriggerStatus.EXECUTED, 60, lambda: agent.output
     )
@@ -138,20 +140,20 @@ def test_server_down_during_upload_spools_and_delivers_when_it_returns(
     owner: UserWithToken,
     device: DeviceWithKey,
     agents: Callable[..., AgentProcess],
-    proxy_factory: Callable[[int], FaultyProxy],
+    proxy_factory: Callable[[int], FaultProxy],
     scene_jpeg: Path,
     db: Sessions,
 ) -> None:
     server = start_server()
     proxy = proxy_factory(server.port)
     agent = start_connected(agents, proxy.url, server, owner, device, scene_jpeg)
-    proxy.fail_uploads = True
+    proxy.cut_requests(UPLOAD, 0.0)
     trigger_ids = [trigger(server.url, owner, device, f"t{i}") for i in range(2)]
     wait_until(lambda: agent.spooled() == 2, 30, lambda: agent.output)
     server.stop()
     restarted = start_server()
     proxy.target_port = restarted.port
-    proxy.fail_uploads = False
+    proxy.heal()
     wait_until(
         lambda: all(trigger_status(db, t) == TriggerStatus.EXECUTED for t in trigger_ids),
         60,
@@ -166,17 +168,18 @@ def test_agent_killed_with_captures_spooled_delivers_them_after_restart(
     owner: UserWithToken,
     device: DeviceWithKey,
     agents: Callable[..., AgentProcess],
-    proxy_factory: Callable[[int], FaultyProxy],
+    proxy_factory: Callable[[int], FaultProxy],
     scene_jpeg: Path,
     db: Sessions,
 ) -> None:
     proxy = proxy_factory(live_server.port)
-    proxy.fail_uploads = True
+    proxy.cut_requests(UPLOAD, 0.0)
     agent = start_connected(agents, proxy.url, live_server, owner, device, scene_jpeg)
     trigger_ids = [trigger(live_server.url, owner, device, f"k{i}") for i in range(3)]
     wait_until(lambda: agent.spooled() == 3, 30, lambda: agent.output)
     agent.kill()  # SIGKILL: no chance to flush anything
-    proxy.fail_uploads = False
+    before_restart = len(agent.output)
+    proxy.heal()
     agent.start()
     wait_until(
         lambda: all(trigger_status(db, t) == TriggerStatus.EXECUTED for t in trigger_ids),
@@ -185,8 +188,10 @@ def test_agent_killed_with_captures_spooled_delivers_them_after_restart(
     )
     captured = sorted(c.trigger_id for c in captures_for(db, device))  # type: ignore[type-var]
     assert captured == sorted(trigger_ids)
-    for trigger_id in trigger_ids:  # redelivered after the restart, but not captured again
-        assert agent.output.count(f"capture trigger={trigger_id}") == 1
+    # Redelivered after the restart, but not captured again. (Before the kill a capture's
+    # log line comes after its upload attempt, so it may be missing: the kill can land
+    # between spooling and logging. The spool, not the log, says it was captured.)
+    assert "capture trigger=" not in agent.output[before_restart:], agent.output
 
 
 def test_config_command_is_applied_and_acknowledged(
