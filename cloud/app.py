@@ -11,6 +11,7 @@ from typing import Protocol
 from fastapi import FastAPI
 
 from cloud import __version__
+from cloud.api.body_limit import BodyLimitMiddleware
 from cloud.api.routes import (
     audit,
     auth,
@@ -22,7 +23,7 @@ from cloud.api.routes import (
     triggers,
     users,
 )
-from cloud.captures.ratelimit import RateLimiter
+from cloud.auth.pruner import Pruner
 from cloud.captures.retention import RetentionWorker
 from cloud.captures.storage import build_store
 from cloud.core.config import Settings
@@ -62,7 +63,10 @@ def build_components(app: FastAPI) -> list[BackgroundComponent]:
             app.state.snapshot_store,
             settings.retention_days,
             settings.retention_interval_seconds,
+            trigger_retention_days=settings.trigger_retention_days,
+            orphan_grace_seconds=settings.orphan_snapshot_grace_seconds,
         ),
+        Pruner(sessions, settings.prune_interval_seconds),
     ]
     # Last in start order: it is the first to stop, so no trigger is made during shutdown.
     if settings.scheduler_enabled:
@@ -110,9 +114,13 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.settings = settings
     app.state.database_url = database_url
     app.state.snapshot_store = build_store(settings)
-    # In memory, so per instance: a device spread over N instances gets N times the rate.
-    app.state.upload_limiter = RateLimiter(settings.uploads_per_device_per_minute)
     install_error_handlers(app)
+    # Outermost of the app's own layers: a body over its limit is refused before parsing.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=settings.max_json_body_bytes,
+        overrides={("POST", "/v1/captures"): settings.max_request_bytes},
+    )
     # triggers before devices: its /v1/devices/connected must win over /v1/devices/{device_id}.
     for module in (health, metrics, auth, users, audit, triggers, commands, devices, captures):
         app.include_router(module.router)

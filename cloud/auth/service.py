@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from cloud.core.security import (
     new_secret,
     verify_password,
 )
+from cloud.limits.counters import Limit, forgive, hit, too_many
 from cloud.models import Device, DeviceStatus, User, UserRole, UserToken
 
 TOKEN_LIFETIME = timedelta(days=30)
@@ -32,18 +34,53 @@ _DUMMY_HASH = (
 )
 
 
-async def issue_token(
-    session: AsyncSession, settings: Settings, email: str, password: str
-) -> tuple[str, datetime] | None:
-    """A new bearer token for valid credentials, or None."""
-    user = await session.scalar(
-        sa.select(User).where(sa.func.lower(User.email) == email.strip().lower())
+_password_pool: ThreadPoolExecutor | None = None
+
+
+def _password_executor(threads: int) -> ThreadPoolExecutor:
+    """scrypt's own small pool: a login flood queues here, never in the default pool that
+    snapshot writes and other blocking I/O use."""
+    global _password_pool
+    if _password_pool is None:
+        _password_pool = ThreadPoolExecutor(threads, thread_name_prefix="scrypt")
+    return _password_pool
+
+
+def login_limits(settings: Settings) -> tuple[Limit, Limit]:
+    window = settings.login_window_seconds
+    return (
+        Limit("login-account", settings.login_attempts_per_account, window),
+        Limit("login-address", settings.login_attempts_per_address, window),
     )
+
+
+async def issue_token(
+    session: AsyncSession, settings: Settings, email: str, password: str, address: str = ""
+) -> tuple[str, datetime] | None:
+    """A new bearer token for valid credentials, or None; 429 past the attempt limits.
+
+    Every attempt is counted (per account and per client address, in PostgreSQL) before any
+    scrypt work; one that succeeds is taken back, so the limits count failures and attempts
+    in flight.
+    """
+    account = email.strip().lower()
+    per_account, per_address = login_limits(settings)
+    waits = [await hit(session, per_account, account), await hit(session, per_address, address)]
+    await session.commit()
+    refused = [wait for wait in waits if wait is not None]
+    if refused:
+        raise too_many("too many login attempts; retry later", max(refused))
+    user = await session.scalar(sa.select(User).where(sa.func.lower(User.email) == account))
     stored = user.password_hash if user is not None and user.is_active else _DUMMY_HASH
+    await session.rollback()  # no connection held while scrypt runs
     # scrypt is CPU-heavy by design: keep it off the event loop.
-    valid = await asyncio.to_thread(verify_password, password, stored)
+    valid = await asyncio.get_running_loop().run_in_executor(
+        _password_executor(settings.password_hash_threads), verify_password, password, stored
+    )
     if user is None or not user.is_active or not valid:
         return None
+    await forgive(session, per_account, account)
+    await forgive(session, per_address, address)
     token = new_secret(USER_TOKEN_PREFIX)
     expires_at = datetime.now(UTC) + TOKEN_LIFETIME
     session.add(
@@ -97,15 +134,9 @@ async def authenticate_device(
     device = await session.scalar(
         sa.select(Device).where(Device.key_hash == hash_secret(key, settings.secret_key))
     )
-    if device is None:
+    # One answer whether the id is unknown or another device's: no existence oracle.
+    if device is None or device.device_id != device_id:
         raise ApiError(401, "invalid device key", {"WWW-Authenticate": "Bearer"})
-    if device.device_id != device_id:
-        exists = await session.scalar(
-            sa.select(Device.device_id).where(Device.device_id == device_id)
-        )
-        if exists is None:
-            raise ApiError(404, "device not found")
-        raise ApiError(403, "key does not belong to this device")
     if device.status != DeviceStatus.ACTIVE:
         raise ApiError(403, f"device is {device.status.value}")
     return device

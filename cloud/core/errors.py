@@ -53,7 +53,7 @@ def install_error_handlers(app: FastAPI) -> None:
             }
             for err in exc.errors()
         ]
-        return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
+        return JSONResponse({"detail": _first_problem(errors), "errors": errors}, status_code=422)
 
     @app.exception_handler(DatabaseUnavailable)
     @app.exception_handler(DBAPIError)
@@ -73,6 +73,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _internal_error(request, exc)
+
+
+def _first_problem(errors: list[dict[str, object]]) -> str:
+    """`invalid request: <where>: <why>` for the first refused field."""
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])  # type: ignore[union-attr]
+    return f"invalid request: {where}: {first['msg']}"
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
