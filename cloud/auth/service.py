@@ -70,14 +70,21 @@ async def issue_token(
     refused = [wait for wait in waits if wait is not None]
     if refused:
         raise too_many("too many login attempts; retry later", max(refused))
-    user = await session.scalar(sa.select(User).where(sa.func.lower(User.email) == account))
-    stored = user.password_hash if user is not None and user.is_active else _DUMMY_HASH
+    row = (
+        await session.execute(
+            sa.select(User.user_id, User.password_hash, User.is_active).where(
+                sa.func.lower(User.email) == account
+            )
+        )
+    ).first()
+    known = row is not None and row.is_active
+    stored = row.password_hash if known else _DUMMY_HASH
     await session.rollback()  # no connection held while scrypt runs
     # scrypt is CPU-heavy by design: keep it off the event loop.
     valid = await asyncio.get_running_loop().run_in_executor(
         _password_executor(settings.password_hash_threads), verify_password, password, stored
     )
-    if user is None or not user.is_active or not valid:
+    if not known or not valid:
         return None
     await forgive(session, per_account, account)
     await forgive(session, per_address, address)
@@ -85,7 +92,7 @@ async def issue_token(
     expires_at = datetime.now(UTC) + TOKEN_LIFETIME
     session.add(
         UserToken(
-            user_id=user.user_id,
+            user_id=row.user_id,
             token_hash=hash_secret(token, settings.secret_key),
             expires_at=expires_at,
         )

@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "database unavailable"
 DATABASE_RETRY_AFTER = "5"  # seconds: about what a PostgreSQL restart or failover takes
+FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's own 400 text
+BODY_NOT_JSON = "invalid request: body is not UTF-8 JSON"
 
 
 class ApiError(Exception):
@@ -37,6 +39,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == FASTAPI_BODY_PARSE_ERROR:
+            # Bytes that do not decode (not UTF-8): a refused body like any other, so 422.
+            return JSONResponse({"detail": BODY_NOT_JSON}, status_code=422)
         return JSONResponse(
             {"detail": exc.detail},
             status_code=exc.status_code,

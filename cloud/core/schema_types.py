@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -66,6 +67,8 @@ def utc_datetime(moment: datetime) -> datetime:
 
 Text = Annotated[str, AfterValidator(storable_text)]
 UtcDateTime = Annotated[datetime, AfterValidator(utc_datetime)]
+# For filters, where a naive time is more likely a mistake than UTC: the zone is required.
+AwareUtcDateTime = Annotated[AwareDatetime, AfterValidator(utc_datetime)]
 Int32 = Annotated[int, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
 Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]

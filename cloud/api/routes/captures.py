@@ -29,7 +29,7 @@ from cloud.captures.queries import MAX_PAGE, CaptureFilter, list_captures, org_c
 from cloud.captures.storage import SnapshotNotFound
 from cloud.core.errors import ApiError
 from cloud.core.ids import DEVICE_ID_PATTERN
-from cloud.core.schema_types import UtcDateTime
+from cloud.core.schema_types import AwareUtcDateTime
 from cloud.core.security import DEVICE_KEY_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -77,8 +77,8 @@ async def browse_captures(
     user: CurrentUser,
     session: SessionDep,
     device_id: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
-    since: Annotated[UtcDateTime | None, Query(description="captured_at >= since")] = None,
-    until: Annotated[UtcDateTime | None, Query(description="captured_at < until")] = None,
+    since: Annotated[AwareUtcDateTime | None, Query(description="captured_at >= since")] = None,
+    until: Annotated[AwareUtcDateTime | None, Query(description="captured_at < until")] = None,
     alert: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
