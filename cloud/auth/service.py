@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -17,6 +15,7 @@ from cloud.core.security import (
     DEVICE_KEY_PREFIX,
     USER_TOKEN_PREFIX,
     hash_secret,
+    in_password_pool,
     new_secret,
     verify_password,
 )
@@ -32,18 +31,6 @@ _SECRET_BODY = re.compile(r"[A-Za-z0-9_-]{43}")
 _DUMMY_HASH = (
     "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 )
-
-
-_password_pool: ThreadPoolExecutor | None = None
-
-
-def _password_executor(threads: int) -> ThreadPoolExecutor:
-    """scrypt's own small pool: a login flood queues here, never in the default pool that
-    snapshot writes and other blocking I/O use."""
-    global _password_pool
-    if _password_pool is None:
-        _password_pool = ThreadPoolExecutor(threads, thread_name_prefix="scrypt")
-    return _password_pool
 
 
 def login_limits(settings: Settings) -> tuple[Limit, Limit]:
@@ -81,8 +68,8 @@ async def issue_token(
     stored = row.password_hash if known else _DUMMY_HASH
     await session.rollback()  # no connection held while scrypt runs
     # scrypt is CPU-heavy by design: keep it off the event loop.
-    valid = await asyncio.get_running_loop().run_in_executor(
-        _password_executor(settings.password_hash_threads), verify_password, password, stored
+    valid = await in_password_pool(
+        verify_password, password, stored, threads=settings.password_hash_threads
     )
     if not known or not valid:
         return None

@@ -21,6 +21,10 @@ ROUTES: list[tuple[str, str, Any, UserRole]] = [
     ("GET", "/v1/triggers", None, UserRole.VIEWER),
     ("GET", "/v1/triggers/{trigger}", None, UserRole.VIEWER),
     ("GET", "/v1/captures", None, UserRole.VIEWER),
+    ("GET", "/v1/devices/{device}/connection", None, UserRole.VIEWER),
+    ("GET", "/v1/auth/tokens", None, UserRole.VIEWER),
+    ("GET", "/v1/users", None, UserRole.ADMIN),
+    ("GET", "/v1/audit", None, UserRole.ADMIN),
     ("POST", "/v1/devices", {"device_id": "NEW_{role}"}, UserRole.OPERATOR),
     ("PATCH", "/v1/devices/{device}", {"friendly_name": "renamed"}, UserRole.OPERATOR),
     ("PATCH", "/v1/devices/{device}", {"status": "active"}, UserRole.OPERATOR),
@@ -34,6 +38,7 @@ ROUTES: list[tuple[str, str, Any, UserRole]] = [
     ("POST", "/v1/triggers/{trigger}/cancel", None, UserRole.OPERATOR),
     ("POST", "/v1/devices/{device}/rotate-key", None, UserRole.ADMIN),
     ("POST", "/v1/auth/revoke", {"user_id": "{target}"}, UserRole.ADMIN),
+    ("DELETE", "/v1/devices/{device}", None, UserRole.OPERATOR),  # last: the device goes
 ]
 
 
