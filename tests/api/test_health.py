@@ -27,6 +27,7 @@ def test_health_is_ok_when_database_answers(live_server: LiveServer) -> None:
             "hub": "ok",
             "reaper": "ok",
             "retention": "ok",
+            "pruner": "ok",
             "scheduler": "disabled",
         },
     }
