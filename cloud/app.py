@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from cloud import __version__
 from cloud.alerts.delivery import DeliveryWorker
 from cloud.alerts.watcher import AlertWatcher
+from cloud.api.body_limit import BodyLimitMiddleware
+from cloud.api.openapi import document_default_errors
 from cloud.api.routes import (
     alerts,
     audit,
@@ -28,8 +30,8 @@ from cloud.api.routes import (
     triggers,
     users,
 )
+from cloud.auth.pruner import Pruner
 from cloud.auth.token_cache import TokenCache
-from cloud.captures.ratelimit import RateLimiter
 from cloud.captures.retention import RetentionWorker
 from cloud.captures.storage import build_store
 from cloud.core.config import Settings
@@ -69,9 +71,12 @@ def build_components(app: FastAPI) -> list[BackgroundComponent]:
             app.state.snapshot_store,
             settings.retention_days,
             settings.retention_interval_seconds,
+            trigger_retention_days=settings.trigger_retention_days,
+            orphan_grace_seconds=settings.orphan_snapshot_grace_seconds,
         ),
         AlertWatcher(sessions, settings.keepalive_seconds, settings.alerts_watch_interval_seconds),
         DeliveryWorker(settings, app.state.engine, sessions, app.state.snapshot_store),
+        Pruner(sessions, settings.prune_interval_seconds),
     ]
     # Last in start order: it is the first to stop, so no trigger is made during shutdown.
     if settings.scheduler_enabled:
@@ -119,11 +124,15 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.settings = settings
     app.state.database_url = database_url
     app.state.snapshot_store = build_store(settings)
-    # In memory, so per instance: a device spread over N instances gets N times the rate.
-    app.state.upload_limiter = RateLimiter(settings.uploads_per_device_per_minute)
     # Per instance: a token revoked elsewhere stops here within `auth_cache_seconds`.
     app.state.token_cache = TokenCache(settings.auth_cache_seconds)
     install_error_handlers(app)
+    # Outermost of the app's own layers: a body over its limit is refused before parsing.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=settings.max_json_body_bytes,
+        overrides={("POST", "/v1/captures"): settings.max_request_bytes},
+    )
     # triggers before devices: its /v1/devices/connected must win over /v1/devices/{device_id}.
     for module in (
         health,
@@ -140,6 +149,6 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         alerts,
         channels,
     ):
-        app.include_router(module.router)
+        app.include_router(document_default_errors(module.router))
     app.add_middleware(MetricsMiddleware)
     return app

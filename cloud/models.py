@@ -89,6 +89,8 @@ class Org(Base):
 
 class User(Base):
     __tablename__ = "users"
+    # Login looks users up by lower(email).
+    __table_args__ = (sa.Index("ix_users_email_lower", sa.func.lower(sa.text("email"))),)
 
     user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     org_id: Mapped[uuid.UUID] = mapped_column(
@@ -221,6 +223,14 @@ class Capture(Base):
         sa.Index("ix_captures_received_at", "received_at"),
         # Keyset pages of GET /v1/captures: newest first by (captured_at, record_id).
         sa.Index("ix_captures_captured_record", "captured_at", "record_id"),
+        # The device's own id for a capture: a retried upload finds the first record.
+        sa.Index(
+            "uq_captures_device_client_capture",
+            "device_id",
+            "client_capture_id",
+            unique=True,
+            postgresql_where=sa.text("client_capture_id IS NOT NULL"),
+        ),
     )
 
     record_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
@@ -248,6 +258,7 @@ class Capture(Base):
     width: Mapped[int]
     height: Mapped[int]
     sha256: Mapped[str] = mapped_column(sa.String(64))
+    client_capture_id: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class ServerInstance(Base):
@@ -542,3 +553,15 @@ sa.Index(
     Trigger.finished_at,
     postgresql_where=sa.text("status IN ('failed', 'expired')"),
 )
+
+
+# --- Hardening: rate limits shared by every instance (logins, uploads, stream opens) ---
+class RateCounter(Base):
+    """Events counted per key in fixed windows; every instance adds to the same row."""
+
+    __tablename__ = "rate_counters"
+
+    key: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(TIMESTAMP, primary_key=True)
+    count: Mapped[int] = mapped_column(default=0, server_default="0")
+    expires_at: Mapped[datetime] = mapped_column(TIMESTAMP, index=True)

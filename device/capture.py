@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from device.detection import Detector, NullDetector
 from device.files import write_atomic
 
 logger = logging.getLogger(__name__)
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 JPEG_QUALITY = 90
 
@@ -111,7 +113,9 @@ class CapturePipeline:
         jpeg = encode_jpeg(frame)
         timings["encode"] = _ms_since(start)
         if self.save_dir is not None:
-            path = self.save_dir / f"{captured_at:%Y%m%d_%H%M%S_%f}_{tag}.jpg"
+            # The tag may be a server-sent trigger id: only safe characters reach a file name.
+            safe_tag = _UNSAFE_NAME.sub("_", tag)[:64] or "capture"
+            path = self.save_dir / f"{captured_at:%Y%m%d_%H%M%S_%f}_{safe_tag}.jpg"
             try:
                 write_atomic(path, jpeg)
             except OSError as exc:  # a full debug disk must not cost the capture

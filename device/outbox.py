@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,9 @@ class Outbox:
         spool delivers it, so a redelivered command must not capture again.
         """
         metadata = self.upload_metadata(result, origin)
+        # Made once and kept in the spool entry: every retry sends the same id, so a retry
+        # after a lost response finds the first record instead of making a second one.
+        metadata["capture_id"] = uuid.uuid4().hex
         entry = self.spool.new_entry(origin.trigger_id or "event")
         self._sender.claim(entry)  # the background drain must not send it a second time
         try:

@@ -7,6 +7,7 @@ import contextlib
 import enum
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ logger = logging.getLogger(__name__)
 RETRY_BASE_DELAY = 2.0  # seconds, first spool retry ceiling
 RETRY_MAX_DELAY = 30.0  # seconds; a server that comes back is found within this
 RETRYABLE_STATUS = {408, 429}
+# A capture the server keeps failing (5xx) backs off on its own, up to this, while newer
+# captures behind it are sent: one poisoned entry must not hold up the whole spool.
+ENTRY_MAX_DELAY = 300.0  # seconds
 
 
 class UploadOutcome(enum.Enum):
@@ -160,6 +164,7 @@ class SpoolSender:
         self._client = client
         self._backoff = Backoff(RETRY_BASE_DELAY, RETRY_MAX_DELAY)
         self._in_flight: set[str] = set()
+        self._entry_retry: dict[str, tuple[int, float]] = {}  # name -> (failures, retry at)
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -236,16 +241,38 @@ class SpoolSender:
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _drain(self) -> UploadResult | None:
-        """Send entries oldest first; return the failure that stopped us, None when empty."""
+        """Send entries oldest first; return the failure that stopped us, None when empty.
+
+        No answer at all (network, 408, 429) stops the pass: the cloud is away. A 5xx for one
+        entry backs that entry off alone and the pass goes on with the newer ones.
+        """
+        held: UploadResult | None = None
         for entry in await run_blocking(self.spool.entries):
             if self._stopping:
                 return None
             if entry.name in self._in_flight:
                 continue
+            failures, retry_at = self._entry_retry.get(entry.name, (0, 0.0))
+            if retry_at > time.monotonic():
+                held = held or UploadResult(UploadOutcome.RETRY, f"{entry.name} backing off")
+                continue
             result = await self.deliver(entry)
             if result.outcome is UploadOutcome.RETRY:
-                return result
+                if result.status_code is None or result.status_code < 500:
+                    return result
+                delay = min(RETRY_BASE_DELAY * 2**failures, ENTRY_MAX_DELAY)
+                self._entry_retry[entry.name] = (failures + 1, time.monotonic() + delay)
+                logger.warning(
+                    "capture %s got %s (%s); retried alone in %.0fs",
+                    entry.name,
+                    result.status_code,
+                    result.detail,
+                    delay,
+                )
+                held = result
+                continue
+            self._entry_retry.pop(entry.name, None)
             if result.outcome is UploadOutcome.DELIVERED:
                 logger.info("spooled capture %s delivered (%s)", entry.name, result.record_id)
             self._backoff.reset()
-        return None
+        return held

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import uuid
@@ -14,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.core.errors import ApiError
-from cloud.core.security import hash_password, verify_password
+from cloud.core.security import hash_password, in_password_pool, verify_password
 from cloud.models import Org, User, UserRole, UserToken
 
 MIN_PASSWORD_LENGTH = 8
@@ -76,7 +75,7 @@ async def create_user(
         generated = password = secrets.token_urlsafe(ONE_TIME_PASSWORD_BYTES)
     check_password(password)
     email = normal_email(email)
-    hashed = await asyncio.to_thread(hash_password, password)  # scrypt: off the event loop
+    hashed = await in_password_pool(hash_password, password)  # scrypt: off the event loop
     user = User(org_id=org_id, email=email, role=role, password_hash=hashed)
     session.add(user)
     try:
@@ -170,9 +169,9 @@ async def change_password(
 ) -> int:
     """Set a new password after checking the current one; other sessions are signed out."""
     check_password(new)
-    if not await asyncio.to_thread(verify_password, current, user.password_hash):
+    if not await in_password_pool(verify_password, current, user.password_hash):
         raise ApiError(403, "current password is wrong")
-    user.password_hash = await asyncio.to_thread(hash_password, new)
+    user.password_hash = await in_password_pool(hash_password, new)
     await session.flush()
     return await revoke_tokens(session, user.user_id, keep_token_hash)
 

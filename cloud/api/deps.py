@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.auth.service import authenticate_device, authenticate_user, require_role
 from cloud.auth.token_cache import TokenCache
-from cloud.captures.ratelimit import RateLimiter
 from cloud.captures.storage import SnapshotStore
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
@@ -46,11 +45,6 @@ async def get_snapshot_store(request: Request) -> SnapshotStore:
     return request.app.state.snapshot_store
 
 
-async def get_upload_limiter(request: Request) -> RateLimiter:
-    """One limiter per instance: a device spread over N instances gets N times the rate."""
-    return request.app.state.upload_limiter
-
-
 async def get_token_cache(request: Request) -> TokenCache:
     return request.app.state.token_cache
 
@@ -59,7 +53,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 TokenCacheDep = Annotated[TokenCache, Depends(get_token_cache)]
 HubDep = Annotated[CommandHub, Depends(get_hub)]
 StoreDep = Annotated[SnapshotStore, Depends(get_snapshot_store)]
-LimiterDep = Annotated[RateLimiter, Depends(get_upload_limiter)]
 SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

@@ -15,6 +15,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from cloud.api.schemas.captures import CaptureAccepted, CaptureJsonBody, CaptureMetadata
+from cloud.api.schemas.errors import responses
 from cloud.core.errors import ApiError
 
 MULTIPART = "multipart/form-data"
@@ -51,15 +52,24 @@ UPLOAD_REQUEST_BODY: dict[str, Any] = {
     },
 }
 UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": CaptureAccepted, "description": "Same trigger_id uploaded before"},
-    401: {"description": "Missing or invalid device key"},
-    403: {"description": "Key of another device, or device suspended"},
-    404: {"description": "Unknown device, or trigger unknown / of another device"},
-    409: {"description": "Trigger terminal without a capture (expired, failed...)"},
-    413: {"description": "Body, image bytes or image pixels over the limit"},
-    415: {"description": "Body not multipart/JSON, or image not JPEG/PNG"},
-    422: {"description": "Malformed metadata, detections, base64, image header"},
-    429: {"description": "Too many uploads from this device (Retry-After)"},
+    200: {"model": CaptureAccepted, "description": "Same trigger_id or capture_id uploaded before"},
+    **responses(
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        415,
+        422,
+        429,
+        503,
+        s401="Missing or invalid device key (also: the key of another device)",
+        s403="Device suspended or inactive",
+        s404="Trigger unknown or of another device",
+        s409="Trigger terminal without a capture (expired, failed...)",
+        s415="Body not multipart/JSON, or image not JPEG/PNG",
+    ),
 }
 
 

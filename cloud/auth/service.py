@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -17,9 +16,11 @@ from cloud.core.security import (
     DEVICE_KEY_PREFIX,
     USER_TOKEN_PREFIX,
     hash_secret,
+    in_password_pool,
     new_secret,
     verify_password,
 )
+from cloud.limits.counters import Limit, forgive, hit, too_many
 from cloud.models import Device, DeviceStatus, User, UserRole, UserToken
 
 TOKEN_LIFETIME = timedelta(days=30)
@@ -33,23 +34,53 @@ _DUMMY_HASH = (
 )
 
 
-async def issue_token(
-    session: AsyncSession, settings: Settings, email: str, password: str
-) -> tuple[str, datetime] | None:
-    """A new bearer token for valid credentials, or None."""
-    user = await session.scalar(
-        sa.select(User).where(sa.func.lower(User.email) == email.strip().lower())
+def login_limits(settings: Settings) -> tuple[Limit, Limit]:
+    window = settings.login_window_seconds
+    return (
+        Limit("login-account", settings.login_attempts_per_account, window),
+        Limit("login-address", settings.login_attempts_per_address, window),
     )
-    stored = user.password_hash if user is not None and user.is_active else _DUMMY_HASH
+
+
+async def issue_token(
+    session: AsyncSession, settings: Settings, email: str, password: str, address: str = ""
+) -> tuple[str, datetime] | None:
+    """A new bearer token for valid credentials, or None; 429 past the attempt limits.
+
+    Every attempt is counted (per account and per client address, in PostgreSQL) before any
+    scrypt work; one that succeeds is taken back, so the limits count failures and attempts
+    in flight.
+    """
+    account = email.strip().lower()
+    per_account, per_address = login_limits(settings)
+    waits = [await hit(session, per_account, account), await hit(session, per_address, address)]
+    await session.commit()
+    refused = [wait for wait in waits if wait is not None]
+    if refused:
+        raise too_many("too many login attempts; retry later", max(refused))
+    row = (
+        await session.execute(
+            sa.select(User.user_id, User.password_hash, User.is_active).where(
+                sa.func.lower(User.email) == account
+            )
+        )
+    ).first()
+    known = row is not None and row.is_active
+    stored = row.password_hash if known else _DUMMY_HASH
+    await session.rollback()  # no connection held while scrypt runs
     # scrypt is CPU-heavy by design: keep it off the event loop.
-    valid = await asyncio.to_thread(verify_password, password, stored)
-    if user is None or not user.is_active or not valid:
+    valid = await in_password_pool(
+        verify_password, password, stored, threads=settings.password_hash_threads
+    )
+    if not known or not valid:
         return None
+    await forgive(session, per_account, account)
+    await forgive(session, per_address, address)
     token = new_secret(USER_TOKEN_PREFIX)
     expires_at = datetime.now(UTC) + TOKEN_LIFETIME
     session.add(
         UserToken(
-            user_id=user.user_id,
+            user_id=row.user_id,
             token_hash=hash_secret(token, settings.secret_key),
             expires_at=expires_at,
         )
@@ -112,15 +143,9 @@ async def authenticate_device(
     device = await session.scalar(
         sa.select(Device).where(Device.key_hash == hash_secret(key, settings.secret_key))
     )
-    if device is None:
+    # One answer whether the id is unknown or another device's: no existence oracle.
+    if device is None or device.device_id != device_id:
         raise ApiError(401, "invalid device key", {"WWW-Authenticate": "Bearer"})
-    if device.device_id != device_id:
-        exists = await session.scalar(
-            sa.select(Device.device_id).where(Device.device_id == device_id)
-        )
-        if exists is None:
-            raise ApiError(404, "device not found")
-        raise ApiError(403, "key does not belong to this device")
     if device.status != DeviceStatus.ACTIVE:
         raise ApiError(403, f"device is {device.status.value}")
     return device

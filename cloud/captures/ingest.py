@@ -18,11 +18,11 @@ from cloud.auth.service import authenticate_device
 from cloud.captures.evaluation import EvaluationError, evaluate
 from cloud.captures.images import ImageInfo
 from cloud.captures.metadata import CaptureMetadata
-from cloud.captures.ratelimit import RateLimiter, retry_after_header
 from cloud.captures.storage import SnapshotStore, snapshot_key
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import new_record_id
+from cloud.limits.counters import Limit, hit, too_many
 from cloud.metrics import registry as metrics
 from cloud.models import (
     OPEN_TRIGGER_STATUSES,
@@ -82,7 +82,7 @@ class LockedTrigger:
 
 # The trigger locked against a concurrent upload or the reaper, with the capture that already
 # closed it (if any), in one round trip.
-_LOCK_TRIGGER = (
+_READ_TRIGGER = (
     sa.select(
         Trigger.device_id,
         Trigger.status,
@@ -93,15 +93,16 @@ _LOCK_TRIGGER = (
     )
     .outerjoin(Capture, Capture.record_id == Trigger.capture_id)
     .where(Trigger.trigger_id == sa.bindparam("trigger_id"))
-    .with_for_update(of=Trigger)
 )
+_LOCK_TRIGGER = _READ_TRIGGER.with_for_update(of=Trigger)
 
 
 async def _lock_trigger(
-    session: AsyncSession, device_id: str, trigger_id: str
+    session: AsyncSession, device_id: str, trigger_id: str, lock: bool = True
 ) -> LockedTrigger | IngestResult:
     """The device's open trigger, or the result of the upload that already closed it."""
-    row = (await session.execute(_LOCK_TRIGGER, {"trigger_id": trigger_id})).one_or_none()
+    statement = _LOCK_TRIGGER if lock else _READ_TRIGGER
+    row = (await session.execute(statement, {"trigger_id": trigger_id})).one_or_none()
     if row is None or row.device_id != device_id:
         raise ApiError(404, "trigger not found")
     if row.capture_id is not None:
@@ -141,84 +142,132 @@ _INSERT_CAPTURE_CLOSE_TRIGGER = (
 )
 
 
+def upload_limit(settings: Settings) -> Limit:
+    return Limit("uploads", settings.uploads_per_device_per_minute, 60)
+
+
+async def _previous_upload(
+    session: AsyncSession, device_id: str, trigger_id: str | None, capture_id: str | None
+) -> IngestResult | None:
+    """The record an earlier try of this upload stored (same capture id), if any."""
+    if capture_id is None:
+        return None
+    row = (
+        await session.execute(
+            sa.select(Capture.record_id, Capture.evaluation_status).where(
+                Capture.device_id == device_id, Capture.client_capture_id == capture_id
+            )
+        )
+    ).one_or_none()
+    return None if row is None else IngestResult(row.record_id, row.evaluation_status, False)
+
+
+async def _admit(
+    session: AsyncSession, settings: Settings, device_key: str | None, metadata: CaptureMetadata
+) -> Device | IngestResult:
+    """Authenticate, count the upload, and find a repeat, in one short transaction."""
+    device = await authenticate_device(session, settings, metadata.device_id, device_key)
+    wait = await hit(session, upload_limit(settings), device.device_id)
+    if wait is not None:
+        raise too_many("too many uploads from this device", wait)
+    previous = await _previous_upload(
+        session, device.device_id, metadata.trigger_id, metadata.capture_id
+    )
+    if previous is not None:
+        return previous
+    if metadata.trigger_id is not None:
+        # Unlocked look first: a repeat or a refused trigger costs no snapshot write.
+        checked = await _lock_trigger(session, device.device_id, metadata.trigger_id, lock=False)
+        if isinstance(checked, IngestResult):
+            return checked
+    return device
+
+
 async def ingest_capture(
     session_factory: async_sessionmaker[AsyncSession],
     store: SnapshotStore,
-    limiter: RateLimiter,
     settings: Settings,
     device_key: str | None,
     metadata: CaptureMetadata,
     image: bytes,
     info: ImageInfo,
 ) -> IngestResult:
-    """Store a capture once; the same trigger_id again returns the first record unchanged."""
-    written_key: str | None = None
-    write: asyncio.Future[str] | None = None
+    """Store a capture once; the same trigger_id or capture_id again returns the first record.
+
+    Order: admit (short transaction), evaluate and write the snapshot with no connection and
+    no lock held, then lock the trigger and insert. The file is deleted only when its row
+    certainly does not exist (a refusal before COMMIT); a failed COMMIT may have committed,
+    so that file is left for the orphan sweep in retention.
+    """
+    async with session_factory() as session, session.begin():
+        admitted = await _admit(session, settings, device_key, metadata)
+    if isinstance(admitted, IngestResult):
+        return admitted
+    device = admitted
+    now = datetime.now(UTC)
+    record_id = new_record_id()
+    key = snapshot_key(device.device_id, record_id, now, info.format.extension)
+    detections = [d.model_dump() for d in metadata.detections]
+    evaluation_status, evaluation_result = await asyncio.to_thread(
+        evaluation_of, device, detections, info, now
+    )
+    # Shielded: if this request is cancelled mid-write, the thread still finishes and the
+    # except below waits for it before deleting, so no file is left behind.
+    write = asyncio.ensure_future(
+        asyncio.to_thread(_store_snapshot, store, key, image, info.content_type)
+    )
     try:
-        async with session_factory() as session, session.begin():
-            device = await authenticate_device(session, settings, metadata.device_id, device_key)
-            wait = limiter.acquire(device.device_id)
-            if wait is not None:
-                raise ApiError(429, "too many uploads from this device", retry_after_header(wait))
-            trigger: LockedTrigger | None = None
-            if metadata.trigger_id is not None:
-                locked = await _lock_trigger(session, device.device_id, metadata.trigger_id)
-                if isinstance(locked, IngestResult):
-                    return locked
-                trigger = locked
-            now = datetime.now(UTC)
-            record_id = new_record_id()
-            key = snapshot_key(device.device_id, record_id, now, info.format.extension)
-            detections = [d.model_dump() for d in metadata.detections]
-            evaluation_status, evaluation_result = evaluation_of(device, detections, info, now)
-            # Shielded: if this request is cancelled mid-write, the thread still finishes and
-            # the except below waits for it before deleting, so no file is left behind.
-            write = asyncio.ensure_future(
-                asyncio.to_thread(_store_snapshot, store, key, image, info.content_type)
-            )
-            written_key = key
-            digest = await asyncio.shield(write)
-            values = {
-                "record_id": record_id,
-                "device_id": device.device_id,
-                "captured_at": metadata.captured_at,
-                "received_at": now,
-                "trigger_id": metadata.trigger_id,
-                "trigger_type": trigger.trigger_type if trigger else TriggerType.EVENT,
-                "trigger_label": metadata.trigger_label
-                or (trigger.trigger_label if trigger else None),
-                "evaluation_status": evaluation_status,
-                "evaluation_result": evaluation_result,
-                "metadata": metadata.metadata,  # the column's name (attribute capture_metadata)
-                "detections": detections,
-                "snapshot_key": key,
-                "content_type": info.content_type,
-                "size_bytes": len(image),
-                "width": info.width,
-                "height": info.height,
-                "sha256": digest,
-            }
-            try:
-                statement = _INSERT_CAPTURE if trigger is None else _INSERT_CAPTURE_CLOSE_TRIGGER
-                await session.execute(statement, {f"c_{k}": v for k, v in values.items()})
-            except IntegrityError as exc:  # the device (and its triggers) deleted meanwhile
-                raise ApiError(409, "capture conflicts with a concurrent change") from exc
-            if evaluation_result.get("alert"):
-                # Same transaction: the alert and its outbox rows exist iff the capture does.
-                await raise_detection_alerts(
-                    session,
-                    device,
-                    record_id,
-                    evaluation_result,
-                    detections,
-                    (key, info.content_type),
-                    now,
-                )
+        digest = await asyncio.shield(write)
     except BaseException:
-        if write is not None and written_key is not None:
-            await asyncio.wait([write])
-            await _discard_snapshot(store, written_key)
+        await asyncio.wait([write])
+        await _discard_snapshot(store, key)
         raise
+    values = {
+        "record_id": record_id,
+        "device_id": device.device_id,
+        "captured_at": metadata.captured_at,
+        "received_at": now,
+        "trigger_id": metadata.trigger_id,
+        "trigger_type": TriggerType.EVENT,
+        "trigger_label": metadata.trigger_label,
+        "evaluation_status": evaluation_status,
+        "evaluation_result": evaluation_result,
+        "metadata": metadata.metadata,  # the column's name (attribute capture_metadata)
+        "detections": detections,
+        "snapshot_key": key,
+        "content_type": info.content_type,
+        "size_bytes": len(image),
+        "width": info.width,
+        "height": info.height,
+        "sha256": digest,
+        "client_capture_id": metadata.capture_id,
+    }
+    async with session_factory() as session:
+        try:
+            result = await _insert(session, device.device_id, metadata, values)
+        except BaseException:
+            await asyncio.shield(_discard_snapshot(store, key))  # nothing was committed
+            raise
+        if result is not None:  # a concurrent try of the same upload won
+            await session.rollback()
+            await _discard_snapshot(store, key)
+            return result
+        if evaluation_result.get("alert"):
+            # Same transaction: the alert and its outbox rows exist iff the capture does.
+            await raise_detection_alerts(
+                session,
+                device,
+                record_id,
+                evaluation_result,
+                detections,
+                (key, info.content_type),
+                now,
+            )
+        try:
+            await session.commit()
+        except BaseException:
+            logger.warning("commit of capture %s failed; its file %s is left", record_id, key)
+            raise
     logger.debug(
         "capture %s stored for device %s trigger %s",
         record_id,
@@ -228,3 +277,30 @@ async def ingest_capture(
     )
     metrics.count_upload(len(image))
     return IngestResult(record_id, evaluation_status, True)
+
+
+async def _insert(
+    session: AsyncSession, device_id: str, metadata: CaptureMetadata, values: dict[str, Any]
+) -> IngestResult | None:
+    """Lock the trigger, insert the capture (and close the trigger); None when inserted."""
+    trigger: LockedTrigger | None = None
+    if metadata.trigger_id is not None:
+        locked = await _lock_trigger(session, device_id, metadata.trigger_id)
+        if isinstance(locked, IngestResult):
+            return locked
+        trigger = locked
+        values["trigger_type"] = trigger.trigger_type
+        values["trigger_label"] = metadata.trigger_label or trigger.trigger_label
+    statement = _INSERT_CAPTURE if trigger is None else _INSERT_CAPTURE_CLOSE_TRIGGER
+    try:
+        async with session.begin_nested():
+            await session.execute(statement, {f"c_{k}": v for k, v in values.items()})
+    except IntegrityError as exc:
+        previous = await _previous_upload(
+            session, device_id, metadata.trigger_id, metadata.capture_id
+        )
+        if previous is not None:
+            return previous
+        # The device (and its triggers) deleted meanwhile.
+        raise ApiError(409, "capture conflicts with a concurrent change") from exc
+    return None

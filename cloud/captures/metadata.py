@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from cloud.core.schema_types import DeviceId, StrictBody, TriggerId
+from cloud.core.schema_types import DeviceId, StrictBody, TriggerId, UtcDateTime
 
 MAX_DETECTIONS = 1000
+MAX_METADATA_JSON_BYTES = 16 * 1024  # the free-form `metadata` object, as stored
+# A device-chosen id for one capture, sent again on every retry: the upload's idempotency key.
+CAPTURE_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
 
 class Detection(StrictBody):
@@ -23,13 +25,6 @@ class Detection(StrictBody):
     label: str = Field(min_length=1, max_length=100)
     confidence: float = Field(ge=0, le=1)
     box: list[float] = Field(min_length=4, max_length=4)
-
-    @field_validator("label")
-    @classmethod
-    def _no_nul(cls, value: str) -> str:
-        if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
 
     @field_validator("box")
     @classmethod
@@ -47,30 +42,16 @@ class CaptureMetadata(StrictBody):
 
     device_id: DeviceId
     trigger_id: TriggerId | None = None
-    captured_at: datetime
+    capture_id: str | None = Field(default=None, pattern=CAPTURE_ID_PATTERN)
+    captured_at: UtcDateTime
     trigger_label: str | None = Field(default=None, max_length=200)
     metadata: dict[str, Any] = Field(default_factory=dict)
     detections: list[Detection] = Field(default_factory=list, max_length=MAX_DETECTIONS)
 
     @field_validator("metadata")
     @classmethod
-    def _storable_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # PostgreSQL's jsonb refuses NUL characters: a 422 here instead of a failed INSERT.
-        if "\\u0000" in json.dumps(value):
-            raise ValueError("metadata must not contain NUL characters")
+    def _bounded_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, default=str))
+        if size > MAX_METADATA_JSON_BYTES:
+            raise ValueError(f"metadata is {size} bytes; the limit is {MAX_METADATA_JSON_BYTES}")
         return value
-
-    @field_validator("trigger_label")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
-
-    @field_validator("captured_at")
-    @classmethod
-    def _utc(cls, moment: datetime) -> datetime:
-        """Naive timestamps are taken as UTC; every stored time is aware."""
-        if moment.tzinfo is None:
-            return moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC)

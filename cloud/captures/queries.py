@@ -93,3 +93,14 @@ async def delete_captures_received_before(
         sa.delete(Capture).where(Capture.record_id.in_(expired)).returning(Capture.snapshot_key)
     )
     return list(result.scalars())
+
+
+async def keys_without_capture(session: AsyncSession, keys: list[str]) -> list[str]:
+    """The keys among `keys` that no capture row names (orphaned snapshot files)."""
+    if not keys:
+        return []
+    known = await session.scalars(
+        sa.select(Capture.snapshot_key).where(Capture.snapshot_key.in_(keys))
+    )
+    named = set(known)
+    return [key for key in keys if key not in named]

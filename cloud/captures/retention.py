@@ -2,7 +2,9 @@
 
 Rows are deleted first (in batches, `FOR UPDATE SKIP LOCKED` so instances take disjoint
 batches), then their files. A crash in between leaves an orphaned file, never a record whose
-image is missing.
+image is missing. Each pass then sweeps orphaned files (no row names them, older than a grace
+period longer than any upload takes) and deletes terminal triggers finished more than
+`trigger_retention_days` ago.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cloud.captures.queries import delete_captures_received_before
+from cloud.captures.queries import delete_captures_received_before, keys_without_capture
 from cloud.captures.storage import SnapshotStore
 from cloud.core.worker import PeriodicWorker
+from cloud.triggers.service import delete_terminal_triggers_before
 
 logger = logging.getLogger(__name__)
 BATCH_SIZE = 500  # captures per transaction
@@ -35,6 +38,8 @@ class RetentionWorker(PeriodicWorker):
         retention_days: int,
         interval: float,
         batch_size: int = BATCH_SIZE,
+        trigger_retention_days: int = 0,
+        orphan_grace_seconds: float = 3600.0,
     ) -> None:
         super().__init__()
         self.session_factory = session_factory
@@ -42,15 +47,47 @@ class RetentionWorker(PeriodicWorker):
         self.retention_days = retention_days
         self.interval = interval
         self.batch_size = batch_size
-
-    async def start(self) -> None:
-        if self.retention_days <= 0:
-            logger.info("retention disabled (retention_days=0)")
-            return
-        await super().start()
+        self.trigger_retention_days = trigger_retention_days
+        self.orphan_grace_seconds = orphan_grace_seconds
 
     async def run_once(self) -> int:
-        return await self.purge()
+        total = await self.purge() if self.retention_days > 0 else 0
+        await self.sweep_orphans()
+        await self.prune_triggers()
+        return total
+
+    async def prune_triggers(self, now: datetime | None = None) -> int:
+        """Delete terminal triggers finished before the trigger cutoff; returns how many."""
+        if self.trigger_retention_days <= 0:
+            return 0
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=self.trigger_retention_days)
+        total = 0
+        while not self.stopping:
+            async with self.session_factory() as session, session.begin():
+                deleted = await delete_terminal_triggers_before(session, cutoff, self.batch_size)
+            total += deleted
+            if deleted < self.batch_size:
+                break
+            await asyncio.sleep(BATCH_PAUSE)
+        if total:
+            logger.info("retention deleted %d terminal triggers finished before %s", total, cutoff)
+        return total
+
+    async def sweep_orphans(self) -> int:
+        """Delete snapshot files no capture names, older than the grace period."""
+        keys = await asyncio.to_thread(
+            lambda: list(self.store.keys_older_than(self.orphan_grace_seconds))
+        )
+        removed = 0
+        for start in range(0, len(keys), self.batch_size):
+            async with self.session_factory() as session:
+                orphans = await keys_without_capture(session, keys[start : start + self.batch_size])
+            for key in orphans:
+                await self._delete_file(key)
+            removed += len(orphans)
+        if removed:
+            logger.warning("retention removed %d orphaned snapshot files", removed)
+        return removed
 
     async def purge(self, now: datetime | None = None) -> int:
         """Delete every capture received before the cutoff; returns how many went."""

@@ -9,6 +9,8 @@ import logging
 import os
 import re
 import tempfile
+import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,6 +56,8 @@ class SnapshotStore(Protocol):
 
     def url_or_path(self, key: str) -> str: ...
 
+    def keys_older_than(self, seconds: float) -> Iterator[str]: ...
+
 
 class FilesystemStore:
     """Files under one root; written to a temp file, fsynced, then renamed into place."""
@@ -92,6 +96,19 @@ class FilesystemStore:
     def url_or_path(self, key: str) -> str:
         return str(self._path(key))
 
+    def keys_older_than(self, seconds: float) -> Iterator[str]:
+        """Keys of snapshots written more than `seconds` ago (temp files skipped)."""
+        cutoff = time.time() - seconds
+        if not self.root.exists():
+            return
+        for path in self.root.rglob("cap_*"):
+            key = path.relative_to(self.root).as_posix()
+            try:
+                if _KEY.fullmatch(key) and path.stat().st_mtime < cutoff:
+                    yield key
+            except OSError:
+                continue
+
 
 class S3Store:
     """An S3-compatible bucket through boto3 (installed separately: `pip install boto3`)."""
@@ -125,6 +142,14 @@ class S3Store:
 
     def url_or_path(self, key: str) -> str:
         return f"s3://{self.bucket}/{check_key(key)}"
+
+    def keys_older_than(self, seconds: float) -> Iterator[str]:
+        cutoff = time.time() - seconds
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket):
+            for item in page.get("Contents", ()):
+                if _KEY.fullmatch(item["Key"]) and item["LastModified"].timestamp() < cutoff:
+                    yield item["Key"]
 
 
 def _boto3_client(endpoint_url: str | None, region: str | None) -> Any:

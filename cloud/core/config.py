@@ -75,9 +75,18 @@ class Settings(BaseSettings):
     min_interval_seconds: int = Field(default=1, ge=1)
 
     max_request_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
+    # Every other route's body (JSON): refused while it streams in, before it is parsed.
+    max_json_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=50_000_000, ge=1)
     uploads_per_device_per_minute: int = Field(default=120, ge=1)
+    # Login attempts (failed ones and those in flight) per window, per account and per address.
+    login_attempts_per_account: int = Field(default=10, ge=1)
+    login_attempts_per_address: int = Field(default=100, ge=1)
+    login_window_seconds: int = Field(default=300, ge=1)
+    password_hash_threads: int = Field(default=2, ge=1)
+    # Expired or revoked tokens and ended rate windows are deleted this often.
+    prune_interval_seconds: float = Field(default=600.0, gt=0)
 
     storage_backend: StorageBackend = StorageBackend.FILESYSTEM
     s3_bucket: str | None = None
@@ -85,6 +94,10 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     retention_days: int = Field(default=30, ge=0)
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    # Terminal triggers (executed, failed, expired) finished longer ago than this are deleted.
+    trigger_retention_days: int = Field(default=30, ge=0)
+    # Snapshot files with no capture row, older than this, are deleted by retention.
+    orphan_snapshot_grace_seconds: float = Field(default=3600.0, gt=0)
 
     # Alerts and notifications (docs/alerts.md): channel URLs may point at loopback/private
     # addresses only when allowed; watcher and delivery periods (s); send timeout (s); retries.

@@ -9,6 +9,7 @@ import re
 from datetime import datetime
 
 from cloud.core.errors import ApiError
+from cloud.core.schema_types import utc_datetime
 
 
 def encode_cursor(moment: datetime, item_id: str) -> str:
@@ -27,4 +28,7 @@ def decode_cursor(cursor: str, id_pattern: re.Pattern[str]) -> tuple[datetime, s
         raise ApiError(422, "invalid cursor") from exc
     if parsed.tzinfo is None or not isinstance(item_id, str) or not id_pattern.fullmatch(item_id):
         raise ApiError(422, "invalid cursor")
-    return parsed, item_id
+    try:
+        return utc_datetime(parsed), item_id
+    except ValueError as exc:
+        raise ApiError(422, "invalid cursor") from exc

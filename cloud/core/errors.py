@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "database unavailable"
 DATABASE_RETRY_AFTER = "5"  # seconds: about what a PostgreSQL restart or failover takes
+FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's own 400 text
+BODY_NOT_JSON = "invalid request: body is not UTF-8 JSON"
 
 
 class ApiError(Exception):
@@ -37,6 +39,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == FASTAPI_BODY_PARSE_ERROR:
+            # Bytes that do not decode (not UTF-8): a refused body like any other, so 422.
+            return JSONResponse({"detail": BODY_NOT_JSON}, status_code=422)
         return JSONResponse(
             {"detail": exc.detail},
             status_code=exc.status_code,
@@ -53,7 +58,7 @@ def install_error_handlers(app: FastAPI) -> None:
             }
             for err in exc.errors()
         ]
-        return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
+        return JSONResponse({"detail": _first_problem(errors), "errors": errors}, status_code=422)
 
     @app.exception_handler(DatabaseUnavailable)
     @app.exception_handler(DBAPIError)
@@ -73,6 +78,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _internal_error(request, exc)
+
+
+def _first_problem(errors: list[dict[str, object]]) -> str:
+    """`invalid request: <where>: <why>` for the first refused field."""
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])  # type: ignore[union-attr]
+    return f"invalid request: {where}: {first['msg']}"
 
 
 def is_database_unavailable(exc: BaseException) -> bool:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 DEVICE_KEY_PREFIX = "vsk_"
 USER_TOKEN_PREFIX = "vut_"
@@ -55,3 +61,20 @@ def hash_secret(secret: str, pepper: str) -> str:
 
 def secrets_match(stored_hash: str, secret: str, pepper: str) -> bool:
     return hmac.compare_digest(stored_hash, hash_secret(secret, pepper))
+
+
+_password_pool: ThreadPoolExecutor | None = None
+DEFAULT_PASSWORD_THREADS = 2
+
+
+async def in_password_pool(
+    function: Callable[..., _T], *args: object, threads: int = DEFAULT_PASSWORD_THREADS
+) -> _T:
+    """Run scrypt work on its own small pool (created on first use with `threads` threads).
+
+    A login flood queues here and never in the default pool that snapshot writes use.
+    """
+    global _password_pool
+    if _password_pool is None:
+        _password_pool = ThreadPoolExecutor(threads, thread_name_prefix="scrypt")
+    return await asyncio.get_running_loop().run_in_executor(_password_pool, function, *args)

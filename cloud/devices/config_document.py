@@ -1,26 +1,39 @@
-"""The desired-config document of a device (`devices.config`), validated on every write."""
+"""The desired-config document of a device (`devices.config`), validated on every write.
+
+Every list and string has a cap and the whole document a size limit (a 422 names the limit):
+schedules and rules are evaluated on every tick and every upload, so their cost is bounded
+here, where the document enters.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from cloud.core.schema_types import StrictBody
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _RESOLUTION = re.compile(r"^\d{2,5}x\d{2,5}$")
+MAX_CONFIG_BYTES = 16 * 1024  # the document as stored (compact JSON)
+MAX_ACTIVE_HOURS = 14  # windows per schedule (two a day for a week)
+MAX_INTERVAL_SECONDS = 366 * 24 * 3600  # one slot a year at the least
+MAX_RULES = 32
+MAX_LABELS = 32  # labels per rule
+MAX_ZONE_POINTS = 64
+MAX_CLASSES = 100
+MAX_LABEL_LENGTH = 100
+Label = Annotated[str, Field(min_length=1, max_length=MAX_LABEL_LENGTH)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ActiveHours(_Strict):
+class ActiveHours(StrictBody):
     days: list[Weekday] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], max_length=7
     )
     start: str
     end: str
@@ -33,12 +46,12 @@ class ActiveHours(_Strict):
         return value
 
 
-class TriggerSchedule(_Strict):
+class TriggerSchedule(StrictBody):
     enabled: bool = False
-    interval_seconds: int | None = Field(default=None, ge=1)
-    cron: str | None = None
-    timezone: str = "UTC"
-    active_hours: list[ActiveHours] | None = None
+    interval_seconds: int | None = Field(default=None, ge=1, le=MAX_INTERVAL_SECONDS)
+    cron: str | None = Field(default=None, max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    active_hours: list[ActiveHours] | None = Field(default=None, max_length=MAX_ACTIVE_HOURS)
 
     @field_validator("cron")
     @classmethod
@@ -67,8 +80,8 @@ class TriggerSchedule(_Strict):
         return self
 
 
-class CameraConfig(_Strict):
-    resolution: str | None = None
+class CameraConfig(StrictBody):
+    resolution: str | None = Field(default=None, max_length=11)
     warmup: int | None = Field(default=None, ge=0, le=100)
 
     @field_validator("resolution")
@@ -79,31 +92,31 @@ class CameraConfig(_Strict):
         return value
 
 
-class DetectionConfig(_Strict):
+class DetectionConfig(StrictBody):
     detector: Literal["none", "opencv", "torch", "tensorrt"] | None = None
     confidence: float | None = Field(default=None, ge=0, le=1)
     iou: float | None = Field(default=None, ge=0, le=1)
-    classes: list[str] | None = None
+    classes: list[Label] | None = Field(default=None, max_length=MAX_CLASSES)
 
 
 Point = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=2)]
 
 
-class EvaluationRule(_Strict):
+class EvaluationRule(StrictBody):
     name: str = Field(min_length=1, max_length=100)
-    labels: list[str] = Field(min_length=1)
+    labels: list[Label] = Field(min_length=1, max_length=MAX_LABELS)
     min_confidence: float = Field(default=0.5, ge=0, le=1)
-    zone: list[Point] | None = Field(default=None, min_length=3)
+    zone: list[Point] | None = Field(default=None, min_length=3, max_length=MAX_ZONE_POINTS)
 
 
-class EvaluationConfig(_Strict):
-    rules: list[EvaluationRule] = Field(default_factory=list)
+class EvaluationConfig(StrictBody):
+    rules: list[EvaluationRule] = Field(default_factory=list, max_length=MAX_RULES)
 
 
 MIN_OFFLINE_AFTER_SECONDS = 10
 
 
-class AlertsConfig(_Strict):
+class AlertsConfig(StrictBody):
     """When this device raises alerts (docs/alerts.md)."""
 
     offline_after_seconds: int = Field(default=300, ge=MIN_OFFLINE_AFTER_SECONDS, le=7 * 86400)
@@ -111,9 +124,16 @@ class AlertsConfig(_Strict):
     cooldown_seconds: int = Field(default=300, ge=0, le=7 * 86400)
 
 
-class DeviceConfig(_Strict):
+class DeviceConfig(StrictBody):
     trigger: TriggerSchedule | None = None
     camera: CameraConfig | None = None
     detection: DetectionConfig | None = None
     evaluation: EvaluationConfig | None = None
     alerts: AlertsConfig | None = None
+
+    @model_validator(mode="after")
+    def _bounded_size(self) -> DeviceConfig:
+        size = len(json.dumps(self.model_dump(mode="json", exclude_none=True)))
+        if size > MAX_CONFIG_BYTES:
+            raise ValueError(f"config document is {size} bytes; the limit is {MAX_CONFIG_BYTES}")
+        return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ async def register_device(
     config: DeviceConfig,
 ) -> tuple[Device, str]:
     """A new device in the user's org and its key (returned once, stored hashed)."""
-    check_schedule_limits(config, settings.min_interval_seconds)
+    await check_schedule_off_loop(config, settings.min_interval_seconds)
     key, key_hash, key_prefix = _new_key(settings)
     now = datetime.now(UTC)
     device = Device(
@@ -57,7 +58,8 @@ async def register_device(
         await session.flush()
     except IntegrityError as exc:
         await session.rollback()
-        raise ApiError(409, f"device {device_id} already exists") from exc
+        # Ids are global: say it is taken, never whose it is (it may be another org's).
+        raise ApiError(409, "this device id is already registered") from exc
     return device, key
 
 
@@ -69,6 +71,16 @@ async def rotate_device_key(session: AsyncSession, settings: Settings, device: D
     device.key_rotated_at = datetime.now(UTC)
     await session.flush()
     return key
+
+
+async def check_schedule_off_loop(config: DeviceConfig, min_interval_seconds: int) -> None:
+    """`check_schedule_limits` in a thread.
+
+    Finding whether a schedule ever fires walks cron steps and active-hours windows (bounded
+    by the document's caps, yet up to tens of milliseconds): the event loop keeps serving
+    streams meanwhile.
+    """
+    await asyncio.to_thread(check_schedule_limits, config, min_interval_seconds)
 
 
 def check_schedule_limits(config: DeviceConfig, min_interval_seconds: int) -> None:
@@ -96,7 +108,7 @@ async def change_device(
 ) -> None:
     """Change name, status or desired config; a new config is announced to its stream."""
     if config is not None:
-        check_schedule_limits(config, settings.min_interval_seconds)
+        await check_schedule_off_loop(config, settings.min_interval_seconds)
     if friendly_name is not None:
         device.friendly_name = friendly_name
     if status is not None:

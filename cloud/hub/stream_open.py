@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -14,6 +12,7 @@ from cloud.hub import close_reasons
 from cloud.hub.delivery import backlog_envelopes
 from cloud.hub.hub import CommandHub, LocalStream
 from cloud.hub.presence import claim_presence
+from cloud.limits.counters import Limit, hit, too_many
 
 SHUTDOWN_RETRY_AFTER = "5"  # seconds
 
@@ -35,11 +34,11 @@ async def open_device_stream(
         raise ApiError(503, "server shutting down", {"Retry-After": SHUTDOWN_RETRY_AFTER})
     async with session_factory() as session:
         device = await authenticate_device(session, settings, device_id, key)
-        wait = hub.allow_open(device.device_id)
+        # Counted in PostgreSQL: a device hopping between instances gets one budget.
+        opens = Limit("stream-opens", settings.stream_opens_per_device_per_minute, 60)
+        wait = await hit(session, opens, device.device_id)
         if wait is not None:
-            raise ApiError(
-                429, "too many streams opened by this device", {"Retry-After": str(math.ceil(wait))}
-            )
+            raise too_many("too many streams opened by this device", wait)
         stream = hub.open_stream(device.device_id, device.key_hash)
         try:
             # Claim first, then read: a command routed to the previous holder was committed

@@ -228,6 +228,8 @@ async def list_triggers(
 
 
 async def org_trigger(session: AsyncSession, user: User, trigger_id: str) -> Trigger:
+    if not TRIGGER_ID.fullmatch(trigger_id):  # checked before it reaches SQL
+        raise ApiError(404, "trigger not found")
     trigger = await session.scalar(_org_triggers(user).where(Trigger.trigger_id == trigger_id))
     if trigger is None:
         raise ApiError(404, "trigger not found")
@@ -265,3 +267,24 @@ async def expire_overdue_triggers(session: AsyncSession) -> int:
         .execution_options(synchronize_session=False)
     )
     return result.rowcount  # type: ignore[attr-defined]
+
+
+async def delete_terminal_triggers_before(
+    session: AsyncSession, cutoff: datetime, limit: int
+) -> int:
+    """Delete up to `limit` terminal triggers finished before `cutoff`; the caller commits.
+
+    Their captures stay (the capture's `trigger_id` becomes NULL); other instances' batches
+    are skipped, not waited for.
+    """
+    old = (
+        sa.select(Trigger.trigger_id)
+        .where(
+            Trigger.status.not_in(OPEN_TRIGGER_STATUSES),
+            sa.func.coalesce(Trigger.finished_at, Trigger.created_at) < cutoff,
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(sa.delete(Trigger).where(Trigger.trigger_id.in_(old)))
+    return result.rowcount or 0

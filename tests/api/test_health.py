@@ -29,6 +29,7 @@ def test_health_is_ok_when_database_answers(live_server: LiveServer) -> None:
             "retention": "ok",
             "alerts_watcher": "ok",
             "alerts_delivery": "ok",
+            "pruner": "ok",
             "scheduler": "disabled",
         },
     }

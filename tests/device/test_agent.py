@@ -236,3 +236,15 @@ async def test_config_from_a_reset_cloud_with_a_lower_version_is_applied(
     assert fake_cloud.acks[0]["version"] == 1
     assert agent.pipeline.camera.settings.warmup == 1
     assert AgentState(tmp_path / "state").config_version == 1
+
+
+async def test_capture_id_is_made_once_and_resent_from_the_spool(
+    fake_cloud: FakeCloud, make_agent: AgentFactory
+) -> None:
+    fake_cloud.upload_statuses = [503]  # the first try fails: the retry reads the spool entry
+    agent = make_agent()
+    async with running(agent):
+        fake_cloud.live.put(envelope("trg_1"))
+        await async_wait_until(lambda: len(fake_cloud.uploads) == 1, within=30)
+    capture_id = fake_cloud.uploads[0]["capture_id"]
+    assert isinstance(capture_id, str) and len(capture_id) == 32

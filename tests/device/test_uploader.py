@@ -131,3 +131,24 @@ async def test_report_failed_and_config_ack_reach_the_cloud(fake_cloud: FakeClou
     await client.aclose()
     assert fake_cloud.failed == [("trg_9", "camera unplugged")]
     assert fake_cloud.acks == [{"version": 3, "config": {"camera": {"warmup": 1}}}]
+
+
+async def test_capture_that_keeps_failing_5xx_does_not_block_newer_ones(
+    fake_cloud: FakeCloud, tmp_path: Path, jpeg: bytes
+) -> None:
+    fake_cloud.upload_statuses = [500]  # the first attempt (the oldest entry) fails
+    spool = Spool(tmp_path, 10_000_000)
+    client = CloudClient(fake_cloud.url, DEVICE_ID, DEVICE_KEY, 2)
+    sender = SpoolSender(spool, client)
+    spool.put(jpeg, metadata("trg_poisoned"), "trg_poisoned")
+    spool.put(jpeg, metadata("trg_newer"), "trg_newer")
+    task = asyncio.create_task(sender.run())
+    try:
+        await async_wait_until(lambda: len(fake_cloud.uploads) == 2, within=30)
+    finally:
+        sender.stop()
+        await asyncio.wait_for(task, 5)
+        await client.aclose()
+    # The newer capture went first; the failing one was retried alone after its own backoff.
+    assert [u["trigger_id"] for u in fake_cloud.uploads] == ["trg_newer", "trg_poisoned"]
+    assert spool.entries() == []

@@ -29,7 +29,7 @@ def test_duplicate_device_id_is_409(live_server: LiveServer, factory: Factory) -
         client.post("/v1/devices", json={"device_id": "CAM1"})
         again = client.post("/v1/devices", json={"device_id": "CAM1"})
     assert again.status_code == 409
-    assert again.json() == {"detail": "device CAM1 already exists"}
+    assert again.json() == {"detail": "this device id is already registered"}
 
 
 def test_other_orgs_device_is_404_everywhere(live_server: LiveServer, factory: Factory) -> None:

@@ -17,7 +17,7 @@ from cloud.core.security import (
     hash_secret,
     new_secret,
 )
-from cloud.models import Device, DeviceStatus, Org, User, UserToken
+from cloud.models import Device, DeviceStatus, Org, User, UserRole, UserToken
 
 TEST_SECRET_KEY = "test-secret-key"
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -63,14 +63,20 @@ class Factory:
             return org.org_id
 
     def user(
-        self, org_id: uuid.UUID | None = None, email: str | None = None, password: str | None = None
+        self,
+        org_id: uuid.UUID | None = None,
+        email: str | None = None,
+        password: str | None = None,
+        role: UserRole = UserRole.ADMIN,
     ) -> UserWithToken:
         org_id = org_id or self.org()
         email = email or f"user{next(_counter)}-{uuid.uuid4().hex[:6]}@example.test"
         password = password or DEFAULT_PASSWORD
         token = new_secret(USER_TOKEN_PREFIX)
         with self.sessions() as session:
-            user = User(org_id=org_id, email=email, password_hash=hash_password(password))
+            user = User(
+                org_id=org_id, email=email, password_hash=hash_password(password), role=role
+            )
             session.add(user)
             session.flush()
             session.add(

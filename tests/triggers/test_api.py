@@ -87,7 +87,7 @@ def test_device_reports_failure_with_reason(live_server: LiveServer, factory: Fa
     with live_server.client() as client:
         trigger_id = _trigger(client, device.device_id, user.headers).json()["trigger_id"]
         path = f"/v1/devices/{device.device_id}/triggers/{trigger_id}/failed"
-        assert client.post(path, json={"reason": "x"}, headers=other.headers).status_code == 403
+        assert client.post(path, json={"reason": "x"}, headers=other.headers).status_code == 401
         foreign = f"/v1/devices/{other.device_id}/triggers/{trigger_id}/failed"
         assert client.post(foreign, json={"reason": "x"}, headers=other.headers).status_code == 404
         assert client.post(path, json={}, headers=device.headers).status_code == 422

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from cloud.accounts.audit import audit_page
 from cloud.api.deps import AdminUser, SessionDep
+from cloud.api.schemas.errors import responses
 from cloud.api.schemas.users import AuditList, AuditOut
 
 router = APIRouter(tags=["audit"])
@@ -16,7 +17,7 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 500
 
 
-@router.get("/v1/audit", response_model=AuditList)
+@router.get("/v1/audit", response_model=AuditList, responses=responses(401, 403, 422, 503))
 async def list_audit(
     admin: AdminUser,
     session: SessionDep,

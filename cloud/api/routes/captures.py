@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -13,24 +13,27 @@ from fastapi.responses import JSONResponse
 from cloud.api.deps import (
     BearerToken,
     CurrentUser,
-    LimiterDep,
     SessionDep,
     SessionFactoryDep,
     SettingsDep,
     StoreDep,
 )
 from cloud.api.schemas.captures import CaptureAccepted, CaptureList, CaptureOut
+from cloud.api.schemas.errors import responses
 from cloud.api.upload_body import UPLOAD_REQUEST_BODY, UPLOAD_RESPONSES, read_upload
 from cloud.auth.service import checked_secret
 from cloud.captures.images import ImageRejected, inspect_image
 from cloud.captures.ingest import ingest_capture
+from cloud.captures.metadata import CAPTURE_ID_PATTERN
 from cloud.captures.queries import MAX_PAGE, CaptureFilter, list_captures, org_capture
 from cloud.captures.storage import SnapshotNotFound
 from cloud.core.errors import ApiError
 from cloud.core.ids import DEVICE_ID_PATTERN
+from cloud.core.schema_types import AwareUtcDateTime
 from cloud.core.security import DEVICE_KEY_PREFIX
 
 logger = logging.getLogger(__name__)
+CAPTURE_ID = re.compile(CAPTURE_ID_PATTERN)
 router = APIRouter(prefix="/v1/captures", tags=["captures"])
 IMAGE_CACHE_CONTROL = "private, max-age=86400, immutable"  # a record's image never changes
 
@@ -48,7 +51,6 @@ async def upload_capture(
     settings: SettingsDep,
     session_factory: SessionFactoryDep,
     store: StoreDep,
-    limiter: LimiterDep,
 ) -> JSONResponse:
     """Store a snapshot with its detections; closes its trigger. Multipart or JSON body."""
     checked_secret(token, DEVICE_KEY_PREFIX)  # a missing or malformed key: 401, body unread
@@ -57,28 +59,31 @@ async def upload_capture(
         info = inspect_image(upload.image, settings.max_image_bytes, settings.max_image_pixels)
     except ImageRejected as exc:
         raise ApiError(exc.status_code, exc.detail) from exc
+    metadata = upload.metadata
+    idempotency_key = request.headers.get("idempotency-key")
+    if metadata.capture_id is None and idempotency_key:
+        if not CAPTURE_ID.fullmatch(idempotency_key):
+            raise ApiError(422, "Idempotency-Key must match " + CAPTURE_ID_PATTERN)
+        metadata = metadata.model_copy(update={"capture_id": idempotency_key})
     result = await ingest_capture(
-        session_factory, store, limiter, settings, token, upload.metadata, upload.image, info
+        session_factory, store, settings, token, metadata, upload.image, info
     )
     body = CaptureAccepted(record_id=result.record_id, evaluation_status=result.evaluation_status)
     return JSONResponse(body.model_dump(mode="json"), status_code=201 if result.created else 200)
 
 
-@router.get("", response_model=CaptureList)
+@router.get("", response_model=CaptureList, responses=responses(401, 422, 503))
 async def browse_captures(
     user: CurrentUser,
     session: SessionDep,
     device_id: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
-    since: Annotated[datetime | None, Query(description="captured_at >= since")] = None,
-    until: Annotated[datetime | None, Query(description="captured_at < until")] = None,
+    since: Annotated[AwareUtcDateTime | None, Query(description="captured_at >= since")] = None,
+    until: Annotated[AwareUtcDateTime | None, Query(description="captured_at < until")] = None,
     alert: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> CaptureList:
     """The org's captures, newest first; follow `next_cursor` for older ones."""
-    for moment in (since, until):
-        if moment is not None and moment.tzinfo is None:
-            raise ApiError(422, "since/until need a time zone (e.g. 2026-01-01T00:00:00Z)")
     where = CaptureFilter(device_id=device_id, since=since, until=until, alert=alert)
     page, next_cursor = await list_captures(session, user, where, limit, cursor)
     return CaptureList(
@@ -86,13 +91,21 @@ async def browse_captures(
     )
 
 
-@router.get("/{record_id}", response_model=CaptureOut)
+@router.get("/{record_id}", response_model=CaptureOut, responses=responses(401, 404, 503))
 async def get_capture(record_id: str, user: CurrentUser, session: SessionDep) -> CaptureOut:
     """One capture of the org, with its detections and evaluation."""
     return CaptureOut.model_validate(await org_capture(session, user, record_id))
 
 
-@router.get("/{record_id}/image", response_class=Response)
+@router.get(
+    "/{record_id}/image",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "The snapshot"},
+        304: {"description": "Not modified (If-None-Match matched the ETag)"},
+        **responses(401, 404, 503),
+    },
+)
 async def get_capture_image(
     record_id: str, request: Request, user: CurrentUser, session: SessionDep, store: StoreDep
 ) -> Response:
@@ -100,7 +113,13 @@ async def get_capture_image(
     capture = await org_capture(session, user, record_id)
     await session.close()  # the file read needs no connection
     etag = f'"{capture.sha256}"'
-    headers = {"ETag": etag, "Cache-Control": IMAGE_CACHE_CONTROL}
+    headers = {
+        "ETag": etag,
+        "Cache-Control": IMAGE_CACHE_CONTROL,
+        # The bytes are what the device sent: never let a browser sniff them into HTML.
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": "inline",
+    }
     if _etags(request.headers.get("if-none-match")) & {etag, "*"}:
         return Response(status_code=304, headers=headers)
     try:

@@ -16,6 +16,7 @@ from cloud.api.deps import (
     SessionFactoryDep,
     SettingsDep,
 )
+from cloud.api.schemas.errors import responses
 from cloud.api.schemas.triggers import (
     CommandList,
     ConfigAck,
@@ -41,7 +42,14 @@ DEFAULT_POLL_WAIT = 25.0  # seconds
 MAX_POLL_WAIT = 60.0  # seconds
 
 
-@router.get("/commands", response_class=Response)
+@router.get(
+    "/commands",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The SSE command stream"},
+        **responses(400, 401, 403, 404, 429, 503),
+    },
+)
 async def command_stream(
     device_id: str,
     request: Request,
@@ -71,7 +79,9 @@ async def command_stream(
     )
 
 
-@router.get("/commands/poll", response_model=CommandList)
+@router.get(
+    "/commands/poll", response_model=CommandList, responses=responses(401, 403, 404, 422, 429, 503)
+)
 async def poll_commands(
     device_id: str,
     token: BearerToken,
@@ -103,7 +113,11 @@ def _record_polled(hub: CommandHub, stream: LocalStream, commands: list[Command]
         hub.written(stream, command)
 
 
-@router.post("/triggers/{trigger_id}/failed", response_model=FailureResponse)
+@router.post(
+    "/triggers/{trigger_id}/failed",
+    response_model=FailureResponse,
+    responses=responses(401, 403, 404, 409, 413, 422, 503),
+)
 async def report_trigger_failed(
     trigger_id: str, body: FailureReport, device: CurrentDevice, session: SessionDep
 ) -> FailureResponse:
@@ -116,7 +130,11 @@ async def report_trigger_failed(
     return FailureResponse(trigger_id=trigger.trigger_id, status=TriggerStatus.FAILED)
 
 
-@router.post("/config/ack", response_model=ConfigAckResponse)
+@router.post(
+    "/config/ack",
+    response_model=ConfigAckResponse,
+    responses=responses(401, 403, 404, 409, 413, 422, 503),
+)
 async def acknowledge_config(
     body: ConfigAck, device: CurrentDevice, session: SessionDep
 ) -> ConfigAckResponse:

@@ -7,7 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from cloud.accounts.audit import AuditAction, record_audit
-from cloud.api.deps import CurrentUser, OperatorUser, OrgDevice, SessionDep, SettingsDep, StoreDep
+from cloud.api.deps import (
+    AdminUser,
+    CurrentUser,
+    OperatorUser,
+    OrgDevice,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+)
 from cloud.api.schemas.devices import (
     DeviceCreate,
     DeviceList,
@@ -15,6 +23,7 @@ from cloud.api.schemas.devices import (
     DeviceUpdate,
     DeviceWithKey,
 )
+from cloud.api.schemas.errors import responses
 from cloud.api.schemas.users import ConnectionEventOut, ConnectionHistory
 from cloud.devices.lifecycle import delete_device, delete_snapshots
 from cloud.devices.service import (
@@ -28,9 +37,14 @@ from cloud.hub.connection_log import connection_history
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
 
-@router.post("", response_model=DeviceWithKey, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=DeviceWithKey,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(401, 403, 409, 413, 422, 503, s409="This device id is already registered"),
+)
 async def create_device(
-    body: DeviceCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    body: DeviceCreate, user: OperatorUser, session: SessionDep, settings: SettingsDep
 ) -> DeviceWithKey:
     """Register a device; its key is in this response only."""
     device, key = await register_device(
@@ -40,24 +54,26 @@ async def create_device(
     return DeviceWithKey(**DeviceOut.model_validate(device).model_dump(), device_key=key)
 
 
-@router.get("", response_model=DeviceList)
+@router.get("", response_model=DeviceList, responses=responses(401, 503))
 async def list_devices(user: CurrentUser, session: SessionDep) -> DeviceList:
     """Every device of the user's org."""
     devices = await devices_of_org(session, user)
     return DeviceList(devices=[DeviceOut.model_validate(d) for d in devices])
 
 
-@router.get("/{device_id}", response_model=DeviceOut)
+@router.get("/{device_id}", response_model=DeviceOut, responses=responses(401, 404, 422, 503))
 async def get_device(device: OrgDevice) -> DeviceOut:
     """One device of the user's org."""
     return DeviceOut.model_validate(device)
 
 
-@router.patch("/{device_id}", response_model=DeviceOut)
+@router.patch(
+    "/{device_id}", response_model=DeviceOut, responses=responses(401, 403, 404, 413, 422, 503)
+)
 async def update_device(
     body: DeviceUpdate,
+    user: OperatorUser,
     device: OrgDevice,
-    user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
 ) -> DeviceOut:
@@ -83,9 +99,13 @@ async def update_device(
     return DeviceOut.model_validate(device)
 
 
-@router.post("/{device_id}/rotate-key", response_model=DeviceWithKey)
+@router.post(
+    "/{device_id}/rotate-key",
+    response_model=DeviceWithKey,
+    responses=responses(401, 403, 404, 422, 503),
+)
 async def rotate_key(
-    device: OrgDevice, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    user: AdminUser, device: OrgDevice, session: SessionDep, settings: SettingsDep
 ) -> DeviceWithKey:
     """Issue a new device key; the old one stops working immediately."""
     key = await rotate_device_key(session, settings, device)
@@ -94,10 +114,14 @@ async def rotate_key(
     return DeviceWithKey(**DeviceOut.model_validate(device).model_dump(), device_key=key)
 
 
-@router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{device_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(401, 403, 404, 422, 503),
+)
 async def remove_device(
-    device: OrgDevice,
     user: OperatorUser,
+    device: OrgDevice,
     session: SessionDep,
     settings: SettingsDep,
     store: StoreDep,
@@ -113,7 +137,11 @@ async def remove_device(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{device_id}/connection", response_model=ConnectionHistory)
+@router.get(
+    "/{device_id}/connection",
+    response_model=ConnectionHistory,
+    responses=responses(401, 404, 422, 503),
+)
 async def get_connection_history(
     device: OrgDevice,
     session: SessionDep,

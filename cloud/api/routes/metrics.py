@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from cloud.api.deps import BearerToken, SettingsDep
+from cloud.api.schemas.errors import responses
 from cloud.core.errors import ApiError
 from cloud.metrics.scrape import render
 
@@ -25,7 +26,12 @@ def _is_loopback(host: str | None) -> bool:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={401: {"description": "token missing or wrong"}, 403: {"description": "not local"}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+        **responses(401, 403, 503, s401="Metrics token missing or wrong", s403="Not loopback"),
+    },
+    # The token is optional: with no VISANT_METRICS_TOKEN, loopback clients need none.
+    openapi_extra={"security": [{}, {"HTTPBearer": []}]},
 )
 async def metrics(request: Request, settings: SettingsDep, token: BearerToken) -> Response:
     """This instance's metrics in the Prometheus text format."""

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query
 
 from cloud.accounts.audit import AuditAction, record_audit
-from cloud.api.deps import CurrentUser, HubDep, SessionDep, SettingsDep, valid_device_id
+from cloud.api.deps import (
+    CurrentUser,
+    HubDep,
+    OperatorUser,
+    SessionDep,
+    SettingsDep,
+    valid_device_id,
+)
+from cloud.api.schemas.errors import responses
 from cloud.api.schemas.triggers import (
     ConnectedDevice,
     ConnectedList,
@@ -19,6 +26,7 @@ from cloud.api.schemas.triggers import (
     TriggerList,
     TriggerOut,
 )
+from cloud.core.schema_types import DeviceId, UtcDateTime
 from cloud.hub.presence import connected_devices_of_org
 from cloud.models import TriggerStatus, TriggerType
 from cloud.triggers.service import (
@@ -36,25 +44,34 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 500
 
 
-@router.get("/v1/devices/connected", response_model=ConnectedList)
+@router.get("/v1/devices/connected", response_model=ConnectedList, responses=responses(401, 503))
 async def connected_devices(
     user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> ConnectedList:
     """Devices of the user's org with a live stream on any live instance."""
     rows = await connected_devices_of_org(session, user.org_id, settings.keepalive_seconds)
-    return ConnectedList(devices=[ConnectedDevice(**row._mapping) for row in rows])
+    devices = [ConnectedDevice(**row._mapping) for row in rows]
+    return ConnectedList(devices=devices, connected_devices=[d.device_id for d in devices])
 
 
-@router.post("/v1/devices/{device_id}/trigger", response_model=ManualTriggerResponse)
+@router.post(
+    "/v1/devices/{device_id}/trigger",
+    response_model=ManualTriggerResponse,
+    responses=responses(401, 403, 404, 409, 413, 422, 429, 503),
+)
 async def trigger_device(
-    body: ManualTriggerRequest,
     device_id: Annotated[str, Depends(valid_device_id)],
-    user: CurrentUser,
+    user: OperatorUser,
     session: SessionDep,
     settings: SettingsDep,
     hub: HubDep,
+    body: Annotated[ManualTriggerRequest | None, Body()] = None,
 ) -> ManualTriggerResponse:
-    """Ask the device for a capture now: `sent` if a live stream took it, else `pending`."""
+    """Ask the device for a capture now: `sent` if a live stream took it, else `pending`.
+
+    The body is optional: none (or `{}`) means no label and the default time to live.
+    """
+    body = body or ManualTriggerRequest()
     trigger = await request_manual_trigger(
         session,
         settings,
@@ -90,15 +107,15 @@ async def trigger_device(
     return ManualTriggerResponse(trigger_id=trigger.trigger_id, status=status)
 
 
-@router.get("/v1/triggers", response_model=TriggerList)
+@router.get("/v1/triggers", response_model=TriggerList, responses=responses(401, 422, 503))
 async def get_triggers(
     user: CurrentUser,
     session: SessionDep,
-    device_id: str | None = None,
+    device_id: DeviceId | None = None,
     status: TriggerStatus | None = None,
     trigger_type: TriggerType | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: UtcDateTime | None = None,
+    until: UtcDateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TriggerList:
@@ -110,14 +127,20 @@ async def get_triggers(
     )
 
 
-@router.get("/v1/triggers/{trigger_id}", response_model=TriggerOut)
+@router.get(
+    "/v1/triggers/{trigger_id}", response_model=TriggerOut, responses=responses(401, 404, 503)
+)
 async def get_trigger(trigger_id: str, user: CurrentUser, session: SessionDep) -> TriggerOut:
     """One trigger of the org."""
     return TriggerOut.model_validate(await org_trigger(session, user, trigger_id))
 
 
-@router.post("/v1/triggers/{trigger_id}/cancel", response_model=TriggerOut)
-async def cancel_trigger(trigger_id: str, user: CurrentUser, session: SessionDep) -> TriggerOut:
+@router.post(
+    "/v1/triggers/{trigger_id}/cancel",
+    response_model=TriggerOut,
+    responses=responses(401, 403, 404, 409, 503, s409="The trigger is already terminal"),
+)
+async def cancel_trigger(trigger_id: str, user: OperatorUser, session: SessionDep) -> TriggerOut:
     """Cancel an open trigger (it ends `failed`, error "cancelled by user"); 409 if terminal."""
     trigger = await org_trigger(session, user, trigger_id)
     trigger = await finish_open_trigger(session, trigger, CANCELLED_ERROR)

@@ -16,6 +16,7 @@ from cloud.api.deps import (
     SettingsDep,
     TokenCacheDep,
 )
+from cloud.api.schemas.errors import responses
 from cloud.api.schemas.users import (
     PasswordChange,
     TokenList,
@@ -31,7 +32,12 @@ from cloud.core.security import hash_secret
 router = APIRouter(tags=["users"])
 
 
-@router.post("/v1/users", response_model=UserCreated, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/v1/users",
+    response_model=UserCreated,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(401, 403, 409, 413, 422, 503),
+)
 async def create_user(body: UserCreate, admin: AdminUser, session: SessionDep) -> UserCreated:
     """Add a user to the org; without a password a one-time one is returned, this once."""
     user, generated = await users.create_user(
@@ -42,14 +48,18 @@ async def create_user(body: UserCreate, admin: AdminUser, session: SessionDep) -
     return UserCreated(**UserOut.model_validate(user).model_dump(), one_time_password=generated)
 
 
-@router.get("/v1/users", response_model=UserList)
+@router.get("/v1/users", response_model=UserList, responses=responses(401, 403, 503))
 async def list_users(admin: AdminUser, session: SessionDep) -> UserList:
     """Every user of the org, by email."""
     found = await users.users_of(session, admin.org_id)
     return UserList(users=[UserOut.model_validate(u) for u in found])
 
 
-@router.patch("/v1/users/{user_id}", response_model=UserOut)
+@router.patch(
+    "/v1/users/{user_id}",
+    response_model=UserOut,
+    responses=responses(401, 403, 404, 409, 413, 422, 503),
+)
 async def update_user(
     user_id: uuid.UUID,
     body: UserUpdate,
@@ -75,7 +85,11 @@ async def update_user(
     return UserOut.model_validate(user)
 
 
-@router.put("/v1/users/me/password", status_code=status.HTTP_204_NO_CONTENT)
+@router.put(
+    "/v1/users/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(401, 403, 413, 422, 429, 503),
+)
 async def change_password(
     body: PasswordChange,
     user: CurrentUser,
@@ -97,7 +111,7 @@ async def change_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/v1/auth/tokens", response_model=TokenList)
+@router.get("/v1/auth/tokens", response_model=TokenList, responses=responses(401, 503))
 async def list_tokens(
     user: CurrentUser, token: BearerToken, session: SessionDep, settings: SettingsDep
 ) -> TokenList:
@@ -117,7 +131,11 @@ async def list_tokens(
     )
 
 
-@router.delete("/v1/auth/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/v1/auth/tokens/{token_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(401, 404, 422, 503),
+)
 async def revoke_token(
     token_id: uuid.UUID, user: CurrentUser, session: SessionDep, token_cache: TokenCacheDep
 ) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -18,3 +19,11 @@ class TokenResponse(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_at: datetime
+
+
+class RevokeRequest(StrictBody):
+    user_id: uuid.UUID
+
+
+class RevokeResponse(BaseModel):
+    revoked: int = Field(description="How many live tokens were revoked.")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cloud.core.schema_types import StrictBody
+from cloud.core.schema_types import INT32_MAX, StrictBody
 from cloud.models import TriggerStatus, TriggerType
 
 MAX_TRIGGER_TTL_SECONDS = 7 * 24 * 3600
@@ -59,9 +60,20 @@ class FailureResponse(BaseModel):
     status: TriggerStatus
 
 
+MAX_REPORTED_CONFIG_BYTES = 16 * 1024
+
+
 class ConfigAck(StrictBody):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=INT32_MAX)
     config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("config")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, default=str))
+        if size > MAX_REPORTED_CONFIG_BYTES:
+            raise ValueError(f"config is {size} bytes; the limit is {MAX_REPORTED_CONFIG_BYTES}")
+        return value
 
 
 class ConfigAckResponse(BaseModel):
@@ -78,6 +90,9 @@ class ConnectedDevice(BaseModel):
 
 class ConnectedList(BaseModel):
     devices: list[ConnectedDevice]
+    connected_devices: list[str] = Field(
+        default_factory=list, description="The same devices' ids (the original API's shape)."
+    )
 
 
 class CommandList(BaseModel):

@@ -1,0 +1,1 @@
+"""Rate limits counted in PostgreSQL, so N instances allow what one does."""
