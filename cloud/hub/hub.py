@@ -46,7 +46,6 @@ DB_STEP_TIMEOUT = 10.0  # seconds; bounds each bookkeeping transaction
 FINAL_STEP_TIMEOUT = 3.0  # seconds; bounds each database step of stop()
 LAST_SEEN_SLICE = 500  # devices per last_seen_at UPDATE
 LAST_SEEN_SLICE_PAUSE = 0.05  # seconds between slices
-OPEN_WINDOW_SECONDS = 60.0  # the window of `stream_opens_per_device_per_minute`
 
 
 class LocalStream:
@@ -94,7 +93,6 @@ class CommandHub(Worker):
         self.instance_id = uuid.uuid4().hex
         self._streams: dict[str, LocalStream] = {}
         self._recorder = DeliveryRecorder(session_factory)
-        self._opens: dict[str, tuple[float, int]] = {}  # device_id -> (window start, opens)
         # Commands for devices streaming here come on this instance's own channel; the shared
         # one carries those whose holder was unknown when they were stored.
         self.command_channel = command_channel(self.instance_id)
@@ -152,17 +150,6 @@ class CommandHub(Worker):
             logger.warning("could not remove instance %s; the reaper will", self.instance_id)
 
     # -- streams -----------------------------------------------------------------------------
-    def allow_open(self, device_id: str) -> float | None:
-        """None when the device may open a stream now, else the seconds until it may."""
-        now = asyncio.get_running_loop().time()
-        start, opens = self._opens.get(device_id, (now, 0))
-        if now - start >= OPEN_WINDOW_SECONDS:
-            start, opens = now, 0
-        if opens >= self._settings.stream_opens_per_device_per_minute:
-            return start + OPEN_WINDOW_SECONDS - now
-        self._opens[device_id] = (start, opens + 1)
-        return None
-
     def open_stream(self, device_id: str, key_hash: str) -> LocalStream:
         """Register a new stream for the device; an older local stream is closed."""
         stream = LocalStream(device_id, key_hash, self._settings.stream_queue_size)
@@ -337,10 +324,6 @@ class CommandHub(Worker):
                 log_worker_failure(logger, "heartbeat of instance %s failed", self.instance_id)
 
     async def _heartbeat_once(self) -> None:
-        now = asyncio.get_running_loop().time()
-        for device_id, (start, _) in list(self._opens.items()):
-            if now - start >= OPEN_WINDOW_SECONDS:
-                del self._opens[device_id]
         async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
             alive = await presence.heartbeat(session, self.instance_id)
             if not alive:

@@ -131,6 +131,9 @@ async def test_reaper_expires_and_forgets_dead_instances_then_stops_in_time(
         assert session.scalar(sa.select(sa.func.count()).select_from(ServerInstance)) == 0
 
 
+STUCK_CONFIG_PUSHES = 400  # ~4 MB: more than loopback socket buffers and the queue hold
+
+
 def test_client_that_stops_reading_is_dropped_without_hurting_others(
     start_server: Callable[..., LiveServer], factory: Factory
 ) -> None:
@@ -148,9 +151,10 @@ def test_client_that_stops_reading_is_dropped_without_hurting_others(
     try:
         with server.client() as client:
             wait_until(lambda: stuck.device_id in _connected(client, user.headers))
-            # ~2 MB config documents that the stuck client never reads fill every buffer.
-            for version in range(4):
-                classes = [f"class-{version}-{i:06d}-" + "x" * 80 for i in range(20_000)]
+            # ~4 MB of config documents (each under the 16 KiB document cap) that the stuck
+            # client never reads fill every buffer, or its queue.
+            for version in range(STUCK_CONFIG_PUSHES):
+                classes = [f"class-{version}-{i:03d}-" + "x" * 80 for i in range(100)]
                 patched = client.patch(
                     f"/v1/devices/{stuck.device_id}",
                     json={"config": {"detection": {"classes": classes}}},

@@ -251,8 +251,9 @@ def test_stream_is_refused_with_json_errors(live_server: LiveServer, factory: Fa
     cases = [
         (url, {}, 401),
         (url, {"Authorization": "Bearer vsk_" + "x" * 43}, 401),
-        (url, other.headers, 403),
-        ("/v1/devices/no-such-device/commands", device.headers, 404),
+        # Another device's key, or a key for an unknown id: one answer, no existence oracle.
+        (url, other.headers, 401),
+        ("/v1/devices/no-such-device/commands", device.headers, 401),
         (f"/v1/devices/{suspended.device_id}/commands", suspended.headers, 403),
         (url, {**device.headers, "Last-Event-ID": "'; drop table"}, 400),
     ]
