@@ -73,6 +73,7 @@ def build_components(app: FastAPI) -> list[BackgroundComponent]:
             settings.retention_interval_seconds,
             trigger_retention_days=settings.trigger_retention_days,
             orphan_grace_seconds=settings.orphan_snapshot_grace_seconds,
+            connection_history_days=settings.connection_history_days,
         ),
         AlertWatcher(sessions, settings.keepalive_seconds, settings.alerts_watch_interval_seconds),
         DeliveryWorker(settings, app.state.engine, sessions, app.state.snapshot_store),

@@ -3,14 +3,16 @@
 Rows are deleted first (in batches, `FOR UPDATE SKIP LOCKED` so instances take disjoint
 batches), then their files. A crash in between leaves an orphaned file, never a record whose
 image is missing. Each pass then sweeps orphaned files (no row names them, older than a grace
-period longer than any upload takes) and deletes terminal triggers finished more than
-`trigger_retention_days` ago.
+period longer than any upload takes), deletes terminal triggers finished more than
+`trigger_retention_days` ago and device connection history older than
+`connection_history_days`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,11 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cloud.captures.queries import delete_captures_received_before, keys_without_capture
 from cloud.captures.storage import SnapshotStore
 from cloud.core.worker import PeriodicWorker
+from cloud.hub.connection_log import delete_connection_events_before
 from cloud.triggers.service import delete_terminal_triggers_before
 
 logger = logging.getLogger(__name__)
 BATCH_SIZE = 500  # captures per transaction
 BATCH_PAUSE = 0.05  # seconds between batches: requests keep the database
+
+# (session, cutoff, limit) -> rows deleted; the caller commits.
+BatchDelete = Callable[[AsyncSession, datetime, int], Awaitable[int]]
 
 
 class RetentionWorker(PeriodicWorker):
@@ -40,6 +46,7 @@ class RetentionWorker(PeriodicWorker):
         batch_size: int = BATCH_SIZE,
         trigger_retention_days: int = 0,
         orphan_grace_seconds: float = 3600.0,
+        connection_history_days: int = 0,
     ) -> None:
         super().__init__()
         self.session_factory = session_factory
@@ -49,28 +56,46 @@ class RetentionWorker(PeriodicWorker):
         self.batch_size = batch_size
         self.trigger_retention_days = trigger_retention_days
         self.orphan_grace_seconds = orphan_grace_seconds
+        self.connection_history_days = connection_history_days
 
     async def run_once(self) -> int:
         total = await self.purge() if self.retention_days > 0 else 0
         await self.sweep_orphans()
         await self.prune_triggers()
+        await self.prune_connection_history()
         return total
 
     async def prune_triggers(self, now: datetime | None = None) -> int:
         """Delete terminal triggers finished before the trigger cutoff; returns how many."""
-        if self.trigger_retention_days <= 0:
+        return await self._delete_older_than(
+            self.trigger_retention_days, delete_terminal_triggers_before, "terminal triggers", now
+        )
+
+    async def prune_connection_history(self, now: datetime | None = None) -> int:
+        """Delete connection history rows older than its cutoff; returns how many."""
+        return await self._delete_older_than(
+            self.connection_history_days,
+            delete_connection_events_before,
+            "connection history rows",
+            now,
+        )
+
+    async def _delete_older_than(
+        self, days: int, delete: BatchDelete, what: str, now: datetime | None
+    ) -> int:
+        if days <= 0:
             return 0
-        cutoff = (now or datetime.now(UTC)) - timedelta(days=self.trigger_retention_days)
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
         total = 0
         while not self.stopping:
             async with self.session_factory() as session, session.begin():
-                deleted = await delete_terminal_triggers_before(session, cutoff, self.batch_size)
+                deleted = await delete(session, cutoff, self.batch_size)
             total += deleted
             if deleted < self.batch_size:
                 break
             await asyncio.sleep(BATCH_PAUSE)
         if total:
-            logger.info("retention deleted %d terminal triggers finished before %s", total, cutoff)
+            logger.info("retention deleted %d %s older than %s", total, what, cutoff)
         return total
 
     async def sweep_orphans(self) -> int:

@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
     # Terminal triggers (executed, failed, expired) finished longer ago than this are deleted.
     trigger_retention_days: int = Field(default=30, ge=0)
+    # Device connection history (opened/ended streams) older than this is deleted; 0 keeps it.
+    connection_history_days: int = Field(default=30, ge=0)
     # Snapshot files with no capture row, older than this, are deleted by retention.
     orphan_snapshot_grace_seconds: float = Field(default=3600.0, gt=0)
 

@@ -1,7 +1,8 @@
 """Connection history: a row per stream opened or ended, with a short reason code.
 
 Written by the hub through its DeliveryRecorder (one transaction per flush window, never one
-per event), read by `GET /v1/devices/{id}/connection`. Also owns the "device barred" NOTIFY that
+per event), read by `GET /v1/devices/{id}/connection`, pruned by retention after
+`connection_history_days`. Also owns the "device barred" NOTIFY that
 closes a device's stream at once on whichever instance holds it (a deleted device).
 """
 
@@ -107,3 +108,19 @@ async def notify_barred(session: AsyncSession, device_id: str, reason: str) -> N
     await session.execute(
         sa.select(sa.func.pg_notify(BARRED_CHANNEL, barred_message(device_id, reason)))
     )
+
+
+async def delete_connection_events_before(
+    session: AsyncSession, cutoff: datetime, limit: int
+) -> int:
+    """Delete up to `limit` history rows older than `cutoff`; the caller commits."""
+    old = (
+        sa.select(DeviceConnectionEvent.event_id)
+        .where(DeviceConnectionEvent.at < cutoff)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        sa.delete(DeviceConnectionEvent).where(DeviceConnectionEvent.event_id.in_(old))
+    )
+    return result.rowcount or 0

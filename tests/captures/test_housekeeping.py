@@ -1,4 +1,4 @@
-"""Retention's housekeeping: orphaned snapshot files and old terminal triggers; the pruner."""
+"""Retention's housekeeping: orphaned files, old triggers and connection history; the pruner."""
 
 from __future__ import annotations
 
@@ -16,7 +16,14 @@ from cloud.captures.storage import FilesystemStore, snapshot_key
 from cloud.core.config import Settings
 from cloud.core.db import create_engine_for, create_session_factory
 from cloud.core.ids import new_record_id
-from cloud.models import RateCounter, Trigger, TriggerStatus, UserToken
+from cloud.models import (
+    ConnectionEventKind,
+    DeviceConnectionEvent,
+    RateCounter,
+    Trigger,
+    TriggerStatus,
+    UserToken,
+)
 from tests.support.captures import jpeg_bytes, make_trigger
 from tests.support.factories import Factory
 
@@ -70,6 +77,41 @@ async def test_orphan_files_are_swept_and_old_terminal_triggers_pruned(
     with db() as session:
         left = set(session.scalars(sa.select(Trigger.trigger_id)))
     assert left == {recent, open_}
+
+
+async def test_connection_history_older_than_its_cutoff_is_pruned(
+    database_url: str, settings: Settings, factory: Factory, db: sessionmaker[Session]
+) -> None:
+    device = factory.device()
+    now = datetime.now(UTC)
+    with db() as session:
+        for stream_id, age_days in (("old", 40), ("recent", 1)):
+            session.add(
+                DeviceConnectionEvent(
+                    device_id=device.device_id,
+                    event=ConnectionEventKind.CONNECTED,
+                    instance_id="i-test",
+                    stream_id=stream_id,
+                    at=now - timedelta(days=age_days),
+                )
+            )
+        session.commit()
+    engine = create_engine_for(database_url, settings)
+    worker = RetentionWorker(
+        create_session_factory(engine),
+        FilesystemStore(settings.snapshots_dir),
+        retention_days=0,
+        interval=60.0,
+        connection_history_days=30,
+    )
+    try:
+        assert await worker.prune_connection_history() == 1
+    finally:
+        await worker.stop()
+        await engine.dispose()
+    with db() as session:
+        left = set(session.scalars(sa.select(DeviceConnectionEvent.stream_id)))
+    assert left == {"recent"}
 
 
 async def test_pruner_deletes_dead_tokens_and_ended_windows(
