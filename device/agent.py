@@ -189,6 +189,11 @@ class Agent:
             logger.info("command %s already executed; ignoring duplicate", command.command_id)
             return
         trigger_id = str(command.payload.get("trigger_id") or command.command_id)
+        if await run_blocking(self.spool.holds, trigger_id):
+            # Killed after spooling but before recording the command: the spool delivers it.
+            logger.info("trigger %s already spooled; ignoring duplicate", trigger_id)
+            await run_blocking(self.state.mark_executed, command.command_id)
+            return
         label = command.payload.get("trigger_label")
         try:
             result = await run_blocking(self.pipeline.capture, trigger_id)

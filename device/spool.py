@@ -84,6 +84,12 @@ class Spool:
         self.write(entry, image, metadata)
         return entry
 
+    def holds(self, tag: str) -> bool:
+        """Whether a complete entry was spooled under `tag` (a trigger id)."""
+        suffix = f"-{_UNSAFE.sub('_', tag)[:80]}"
+        with self._lock:
+            return any(entry.name.endswith(suffix) for entry in self._entries())
+
     def entries(self) -> list[SpoolEntry]:
         """Every complete entry, oldest first."""
         with self._lock:

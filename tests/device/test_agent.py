@@ -95,6 +95,20 @@ async def test_capture_command_uploads_a_jpeg_with_detections(
     assert len(lines) == 1 and "grab=" in lines[0] and "upload=" in lines[0]
 
 
+async def test_a_command_already_spooled_is_not_captured_again(
+    fake_cloud: FakeCloud, make_agent: AgentFactory
+) -> None:
+    # As if the agent was killed after spooling the capture but before recording the command.
+    agent = make_agent()
+    agent.spool.put(b"\xff\xd8spooled\xff\xd9", {"trigger_id": "trg_spooled"}, "trg_spooled")
+    async with running(agent):
+        fake_cloud.live.put(envelope("trg_spooled"))
+        fake_cloud.live.put(envelope("trg_next"))
+        await async_wait_until(lambda: len(fake_cloud.uploads) == 2)
+    assert sorted(u["trigger_id"] for u in fake_cloud.uploads) == ["trg_next", "trg_spooled"]
+    assert agent.state.was_executed("trg_spooled")
+
+
 async def test_duplicate_delivery_executes_once(
     fake_cloud: FakeCloud, make_agent: AgentFactory
 ) -> None:
