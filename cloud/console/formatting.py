@@ -19,6 +19,16 @@ def interval_words(seconds: int) -> str:
     return f"every {seconds} s"  # pragma: no cover - 1 divides everything
 
 
+def interval_parts(seconds: int | None) -> tuple[int | str, str]:
+    """(value, unit) for the schedule form: 3600 -> (1, "h"); none -> ("", "min")."""
+    if not seconds:
+        return "", "min"
+    for size, unit in _UNITS:
+        if seconds % size == 0:
+            return seconds // size, unit
+    return seconds, "s"  # pragma: no cover - 1 divides everything
+
+
 def days_words(days: list[str]) -> str:
     """`Mon-Fri`, `Sat,Sun`, `every day`: runs of consecutive weekdays joined."""
     chosen = [day in days for day in WEEKDAYS]
@@ -107,4 +117,5 @@ FILTERS = {
     "iso": iso,
     "ago": ago,
     "size": size,
+    "interval_parts": interval_parts,
 }

@@ -136,6 +136,9 @@ class ConsoleRoute(APIRoute):
                 return error_response(
                     request, 503, "the database is unavailable; try again in a few seconds"
                 )
+            except Exception:  # noqa: BLE001 - a bug is a friendly 500 page, logged here
+                logger.exception("console error on %s %s", request.method, request.url.path)
+                return error_response(request, 500, "something went wrong on our side")
 
         return handler
 

@@ -96,7 +96,8 @@ async def save_schedule(
     except ApiError as exc:
         if exc.status_code != 422:
             raise
-        await session.rollback()
+        # Refused before anything changed (validation runs first): the page shows the form
+        # again with the values as typed.
         values = {key: form.get(key) for key in form}
         values["days"] = {key: form.getlist(key) for key in form if key.startswith("ah_days_")}
         return await device_page(
