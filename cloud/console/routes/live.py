@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from cloud.console.auth import current_viewer
 from cloud.console.broker import CLOSED, EventBroker
@@ -52,6 +53,8 @@ async def console_events(request: Request, device: str | None = None) -> Respons
 
     return EventSourceResponse(
         stream(),
+        # Also when the client left before the stream began (the generator never ran).
+        background=BackgroundTask(subscription.close),
         ping=request.app.state.settings.console_keepalive_seconds,
         send_timeout=SEND_TIMEOUT,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
