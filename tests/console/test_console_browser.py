@@ -97,8 +97,12 @@ def test_operator_sees_devices_live_captures_now_draws_a_zone_and_signs_out(
     assert "manual" in page.locator("#timeline tbody tr").first.inner_text()
     screenshot(page, "device")
 
-    # A zone is drawn on the last snapshot: reload so the editor shows it.
-    page.reload()
+    # The fleet shows the new snapshot too; then a zone is drawn on it on the device page.
+    page.goto(live_server.url + "/fleet")
+    tile.locator("img[data-thumb]").wait_for()
+    assert tile.locator("[data-presence]").inner_text() == "online"
+    screenshot(page, "fleet")
+    page.goto(live_server.url + f"/devices/{device.device_id}")
     canvas = page.locator("#zone-canvas canvas")
     canvas.wait_for()
     page.click("#add-rule")
@@ -121,8 +125,6 @@ def test_operator_sees_devices_live_captures_now_draws_a_zone_and_signs_out(
     agent.kill()
     page.locator("#presence:text('offline')").wait_for()
 
-    page.goto(live_server.url + "/fleet")
-    screenshot(page, "fleet")
     page.click("#sign-out")
     page.wait_for_url("**/sign-in")
     page.goto(live_server.url + f"/devices/{device.device_id}")
