@@ -34,6 +34,7 @@ from cloud.auth.pruner import Pruner
 from cloud.auth.token_cache import TokenCache
 from cloud.captures.retention import RetentionWorker
 from cloud.captures.storage import build_store
+from cloud.console.setup import closing_streams_on, install_console, listener_channels
 from cloud.core.config import Settings
 from cloud.core.db import create_engine_for, create_session_factory
 from cloud.core.errors import install_error_handlers
@@ -62,7 +63,14 @@ def build_components(app: FastAPI) -> list[BackgroundComponent]:
     settings: Settings = app.state.settings
     sessions = app.state.session_factory
     # First to start, last to stop: routes reach it through app.state.hub.
-    hub = app.state.hub = CommandHub(settings, app.state.engine, sessions, app.state.shutdown_event)
+    hub = app.state.hub = CommandHub(
+        settings,
+        app.state.engine,
+        sessions,
+        app.state.shutdown_event,
+        extra_channels=listener_channels(app),
+        on_listener_reconnect=app.state.console_broker.resync_all,
+    )
     components: list[BackgroundComponent] = [
         hub,
         Reaper(sessions, settings.keepalive_seconds, settings.reaper_interval_seconds),
@@ -102,7 +110,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             started.append(component)
         logger.info("visant %s serving", __version__)
         app.state.ready = True
-        yield
+        async with closing_streams_on(app, app.state.shutdown_event):
+            yield
     finally:
         app.state.ready = False
         app.state.shutdown_event.set()
@@ -151,5 +160,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         channels,
     ):
         app.include_router(document_default_errors(module.router))
+    # The operator console: pages at `/`, beside the API under `/v1`.
+    install_console(app, settings)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.alerts import messages, outbox
 from cloud.core.ids import new_alert_id
+from cloud.events.notify import EventKind, emit
 from cloud.models import Alert, AlertChannel, AlertKind, AlertState
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,15 @@ async def raise_alert(
         for channel in channels
     ]
     await outbox.enqueue(session, rows)
+    await emit(
+        session,
+        alert.org_id,
+        EventKind.ALERT,
+        alert.device_id,
+        alert_id=alert_id,
+        alert_kind=alert.kind.value,
+        state=alert.state.value,
+    )
     logger.info(
         "alert %s %s for device %s (%d notifications)",
         alert_id,

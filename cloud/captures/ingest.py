@@ -22,6 +22,7 @@ from cloud.captures.storage import SnapshotStore, snapshot_key
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import new_record_id
+from cloud.events.notify import EventKind, emit
 from cloud.limits.counters import Limit, hit, too_many
 from cloud.metrics import registry as metrics
 from cloud.models import (
@@ -252,6 +253,15 @@ async def ingest_capture(
             await session.rollback()
             await _discard_snapshot(store, key)
             return result
+        await emit(
+            session,
+            device.org_id,
+            EventKind.CAPTURE,
+            device.device_id,
+            capture_id=record_id,
+            trigger_id=metadata.trigger_id,
+            alert=bool(evaluation_result.get("alert")),
+        )
         if evaluation_result.get("alert"):
             # Same transaction: the alert and its outbox rows exist iff the capture does.
             await raise_detection_alerts(

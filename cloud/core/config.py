@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     alerts_image_url_ttl_seconds: int = Field(default=86400, ge=60)
     alerts_public_url: str | None = None
 
+    # Operator console (docs/console.md): devices per fleet page, open live pages per user,
+    # seconds between keepalive comments on a page's live stream.
+    console_page_size: int = Field(default=50, ge=1, le=500)
+    console_streams_per_user: int = Field(default=8, ge=1, le=1000)
+    console_keepalive_seconds: float = Field(default=15.0, gt=0)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
         if self.environment != Environment.DEVELOPMENT and self.secret_key == PLACEHOLDER_SECRET:

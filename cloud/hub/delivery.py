@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.commands.queries import is_device_command_id, mark_commands_sent, open_commands_for
+from cloud.events.notify import EVENTS_CHANNEL, trigger_event_sql
 from cloud.hub.envelopes import capture_envelope, config_envelope, device_command_envelope
 from cloud.models import (
     OPEN_TRIGGER_STATUSES,
@@ -94,6 +95,17 @@ async def devices_owed_config(session: AsyncSession, device_ids: Sequence[str]) 
     return list(result)
 
 
+# The rows marked are announced to the console in the same statement.
+_MARK_SENT = sa.text(
+    "WITH marked AS (UPDATE scheduled_triggers AS t SET status = :sent, sent_at = w.at "
+    "FROM unnest(:ids, :moments) AS w(id, at) "
+    "WHERE t.trigger_id = w.id AND t.status = :pending RETURNING t.trigger_id, t.device_id) "
+    "SELECT count("
+    + trigger_event_sql("d.org_id", "marked.device_id", "marked.trigger_id", "'sent'")
+    + ") FROM marked JOIN devices AS d ON d.device_id = marked.device_id"
+)
+
+
 async def mark_sent(session: AsyncSession, written: Sequence[tuple[str, datetime]]) -> None:
     """Record when each trigger (or device command) was written to a stream; terminal stays."""
     commands = [row for row in written if is_device_command_id(row[0])]
@@ -105,11 +117,7 @@ async def mark_sent(session: AsyncSession, written: Sequence[tuple[str, datetime
     ids = [trigger_id for trigger_id, _ in written]
     moments = [moment for _, moment in written]
     await session.execute(
-        sa.text(
-            "UPDATE scheduled_triggers AS t SET status = :sent, sent_at = w.at "
-            "FROM unnest(:ids, :moments) AS w(id, at) "
-            "WHERE t.trigger_id = w.id AND t.status = :pending"
-        ).bindparams(
+        _MARK_SENT.bindparams(
             sa.bindparam("ids", type_=_TEXT_ARRAY),
             sa.bindparam("moments", type_=_TIME_ARRAY),
         ),
@@ -118,6 +126,7 @@ async def mark_sent(session: AsyncSession, written: Sequence[tuple[str, datetime
             "moments": moments,
             "sent": TriggerStatus.SENT.value,
             "pending": TriggerStatus.PENDING.value,
+            "events": EVENTS_CHANNEL,
         },
     )
 

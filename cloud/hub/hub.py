@@ -13,7 +13,7 @@ import math
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,7 +85,11 @@ class CommandHub(Worker):
         engine: AsyncEngine,
         session_factory: async_sessionmaker[AsyncSession],
         shutdown_event: asyncio.Event,
+        extra_channels: Mapping[str, Callable[[str], None]] | None = None,
+        on_listener_reconnect: Callable[[], None] | None = None,
     ) -> None:
+        """`extra_channels`: more channels for this instance's one LISTEN connection, each with
+        its handler (the console's events); `on_listener_reconnect` runs after a reconnect."""
         super().__init__()
         self._settings = settings
         self._sessions = session_factory
@@ -96,6 +100,8 @@ class CommandHub(Worker):
         # Commands for devices streaming here come on this instance's own channel; the shared
         # one carries those whose holder was unknown when they were stored.
         self.command_channel = command_channel(self.instance_id)
+        self._extra_channels = dict(extra_channels or {})
+        self._on_listener_reconnect = on_listener_reconnect
         self._listener = PgListener(
             engine,
             (
@@ -104,6 +110,7 @@ class CommandHub(Worker):
                 delivery.DELIVERED_CHANNEL,
                 presence.PRESENCE_CHANNEL,
                 connection_log.BARRED_CHANNEL,
+                *self._extra_channels,
             ),
             self._on_notification,
             self._redeliver_all,
@@ -263,6 +270,8 @@ class CommandHub(Worker):
             stream = self._streams.get(device_id)
             if stream is not None:
                 stream.mailbox.close(reason)
+        elif (handler := self._extra_channels.get(channel)) is not None:
+            handler(payload)
 
     def _route(self, stream: LocalStream, command: Command) -> None:
         if stream.held is not None:
@@ -285,6 +294,8 @@ class CommandHub(Worker):
 
     async def _redeliver_all(self) -> None:
         """After the listener reconnects: notifications may have been missed; replay open ones."""
+        if self._on_listener_reconnect is not None:
+            self._on_listener_reconnect()
         await self._redeliver(list(self._streams.values()))
 
     async def _redeliver(self, streams: list[LocalStream]) -> None:

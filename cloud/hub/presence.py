@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.events.notify import EVENTS_CHANNEL, presence_event_sql
 from cloud.hub import close_reasons
 from cloud.models import Device, DeviceConnection, DeviceStatus, ServerInstance
 
@@ -73,10 +74,11 @@ async def forget_dead_instances(session: AsyncSession, keepalive_seconds: float)
 PRESENCE_CHANNEL = "visant_presence"
 
 
-# One statement: the claim's database time, the presence row, last_seen_at and the NOTIFY
-# telling an older stream elsewhere to close (was four round trips per stream open).
+# One statement: the claim's database time, the presence row, last_seen_at, the NOTIFY
+# telling an older stream elsewhere to close (was four round trips per stream open) and the
+# console's "online" event.
 _CLAIM = sa.text(
-    """
+    f"""
     WITH moment AS (SELECT clock_timestamp() AS at),
     claim AS (
         INSERT INTO device_connections (device_id, instance_id, stream_id, connected_at)
@@ -87,13 +89,14 @@ _CLAIM = sa.text(
         RETURNING connected_at),
     seen AS (
         UPDATE devices SET last_seen_at = (SELECT at FROM moment)
-        WHERE device_id = CAST(:device_id AS text))
+        WHERE device_id = CAST(:device_id AS text) RETURNING org_id)
     SELECT claim.connected_at,
            pg_notify(:channel, json_build_object(
                'device_id', CAST(:device_id AS text), 'stream_id', CAST(:stream_id AS text),
                'instance_id', CAST(:instance_id AS text),
-               'claimed_at', extract(epoch FROM claim.connected_at))::text)
-    FROM claim
+               'claimed_at', extract(epoch FROM claim.connected_at))::text),
+           {presence_event_sql("seen.org_id", "CAST(:device_id AS text)", online=True)}
+    FROM claim LEFT JOIN seen ON true
     """
 )
 
@@ -114,10 +117,21 @@ async def claim_presence(
             "instance_id": instance_id,
             "stream_id": stream_id,
             "channel": PRESENCE_CHANNEL,
+            "events": EVENTS_CHANNEL,
         },
     )
     assert claimed_at is not None
     return claimed_at.timestamp()
+
+
+# The rows deleted are the devices now offline: each is announced to the console.
+_RELEASE = sa.text(
+    "WITH gone AS (DELETE FROM device_connections AS c "
+    "USING unnest(:devices, :streams) AS s(d, st) "
+    "WHERE c.device_id = s.d AND c.stream_id = s.st RETURNING c.device_id) "
+    f"SELECT count({presence_event_sql('d.org_id', 'd.device_id', online=False)}) "
+    "FROM gone JOIN devices AS d ON d.device_id = gone.device_id"
+)
 
 
 async def release_presence(session: AsyncSession, streams: Sequence[tuple[str, str]]) -> None:
@@ -125,14 +139,15 @@ async def release_presence(session: AsyncSession, streams: Sequence[tuple[str, s
     if not streams:
         return
     await session.execute(
-        sa.text(
-            "DELETE FROM device_connections AS c USING unnest(:devices, :streams) AS s(d, st) "
-            "WHERE c.device_id = s.d AND c.stream_id = s.st"
-        ).bindparams(
+        _RELEASE.bindparams(
             sa.bindparam("devices", type_=_TEXT_ARRAY),
             sa.bindparam("streams", type_=_TEXT_ARRAY),
         ),
-        {"devices": [d for d, _ in streams], "streams": [s for _, s in streams]},
+        {
+            "devices": [d for d, _ in streams],
+            "streams": [s for _, s in streams],
+            "events": EVENTS_CHANNEL,
+        },
     )
     await session.execute(
         sa.update(Device)

@@ -18,6 +18,7 @@ from cloud.core.config import Settings
 from cloud.core.cursors import decode_cursor, encode_cursor
 from cloud.core.errors import ApiError
 from cloud.core.ids import TRIGGER_ID, new_trigger_id
+from cloud.events.notify import EVENTS_CHANNEL, EventKind, emit, event_payload, trigger_event_sql
 from cloud.hub.envelopes import (
     capture_envelope,
     command_channel,
@@ -102,7 +103,8 @@ _LOCK_AND_LOCATE = """
     WHERE d.device_id = $2 AND d.org_id = $3 AND d.deleted_at IS NULL
 """
 # Statement 2 of 2, after the lock so its snapshot sees triggers committed while we waited:
-# the cap, the INSERT and its NOTIFY; nothing is inserted or announced over the cap.
+# the cap, the INSERT, its NOTIFY and the console's event; nothing is inserted or announced
+# over the cap.
 _CAP_INSERT_NOTIFY = """
     WITH open AS (
         SELECT count(*) AS n, min(expires_at) AS first_expiry FROM scheduled_triggers
@@ -115,7 +117,8 @@ _CAP_INSERT_NOTIFY = """
         FROM open WHERE open.n < $7
         RETURNING trigger_id)
     SELECT open.n, open.first_expiry, (SELECT count(*) FROM ins) AS stored,
-           (SELECT count(pg_notify($8, $9)) FROM ins WHERE $10) AS notified
+           (SELECT count(pg_notify($8, $9)) FROM ins WHERE $10) AS notified,
+           (SELECT count(pg_notify($11, $12)) FROM ins) AS announced
     FROM open
 """
 
@@ -165,7 +168,7 @@ async def request_manual_trigger(
     )
     envelope = capture_envelope(trigger)
     local = instance_id is not None and instance_id == this_instance
-    open_count, first_expiry, stored, _ = await driver.fetchrow(
+    open_count, first_expiry, stored, _, _ = await driver.fetchrow(
         _CAP_INSERT_NOTIFY,
         device_id,
         trigger.trigger_id,
@@ -177,6 +180,14 @@ async def request_manual_trigger(
         command_channel(instance_id),
         command_message(device_id, envelope),
         not local,  # the local fast path needs no NOTIFY
+        EVENTS_CHANNEL,
+        event_payload(
+            user.org_id,
+            EventKind.TRIGGER,
+            device_id,
+            trigger_id=trigger.trigger_id,
+            status=TriggerStatus.PENDING.value,
+        ),
     )
     if not stored:
         wait = max(1, math.ceil((first_expiry - datetime.now(UTC)).total_seconds()))
@@ -248,6 +259,18 @@ async def finish_open_trigger(session: AsyncSession, trigger: Trigger, error: st
         await session.refresh(trigger)
         raise ApiError(409, f"trigger is already {trigger.status.value}")
     await session.refresh(trigger)
+    org_id = await session.scalar(
+        sa.select(Device.org_id).where(Device.device_id == trigger.device_id)
+    )
+    if org_id is not None:
+        await emit(
+            session,
+            org_id,
+            EventKind.TRIGGER,
+            trigger.device_id,
+            trigger_id=trigger.trigger_id,
+            status=trigger.status.value,
+        )
     return trigger
 
 
@@ -258,15 +281,21 @@ async def device_trigger(session: AsyncSession, device_id: str, trigger_id: str)
     return trigger
 
 
+# Expired rows are announced to the console in the same statement.
+_EXPIRE = sa.text(
+    "WITH expired AS (UPDATE scheduled_triggers SET status = 'expired', finished_at = now() "
+    "WHERE status IN ('pending', 'sent') AND expires_at < now() "
+    "RETURNING trigger_id, device_id) "
+    "SELECT count(*), count("
+    + trigger_event_sql("d.org_id", "expired.device_id", "expired.trigger_id", "'expired'")
+    + ") FROM expired JOIN devices AS d ON d.device_id = expired.device_id"
+)
+
+
 async def expire_overdue_triggers(session: AsyncSession) -> int:
     """Close every open trigger past its expiry; idempotent, so instances may race freely."""
-    result = await session.execute(
-        sa.update(Trigger)
-        .where(Trigger.status.in_(OPEN_TRIGGER_STATUSES), Trigger.expires_at < sa.func.now())
-        .values(status=TriggerStatus.EXPIRED, finished_at=sa.func.now())
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount  # type: ignore[attr-defined]
+    expired, _ = (await session.execute(_EXPIRE, {"events": EVENTS_CHANNEL})).one()
+    return int(expired)
 
 
 async def delete_terminal_triggers_before(

@@ -7,7 +7,7 @@ import logging
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from cloud import __version__
 from cloud.api.deps import SessionFactoryDep
@@ -35,10 +35,18 @@ async def _database(factory: SessionFactoryDep) -> str:
     return OK
 
 
-@router.get("/")
-async def root() -> dict[str, str]:
+@router.get("/v1")
+async def identity() -> dict[str, str]:
     """Service name and version."""
-    return {"name": "visant", "version": __version__, "docs": "/docs"}
+    return {"name": "visant", "version": __version__, "docs": "/docs", "console": "/fleet"}
+
+
+@router.get("/", responses={303: {"description": "a browser: to the operator console"}})
+async def root(request: Request) -> Response:
+    """A browser goes to the console; any other client gets the name and version."""
+    if "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse("/fleet", status_code=303)
+    return JSONResponse(await identity())
 
 
 @router.get(

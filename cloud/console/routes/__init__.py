@@ -1,0 +1,1 @@
+"""The console's routes, one module per page (plus sign-in and the live stream)."""
