@@ -26,6 +26,7 @@ from cloud.console.channel_form import (
     last_outcomes,
     new_channel,
 )
+from cloud.console.refusal import rolled_back
 from cloud.console.web import AdminDep, ConsoleRoute, SessionDep, ViewerDep, render
 from cloud.core.errors import ApiError
 from cloud.models import AlertChannel
@@ -110,7 +111,7 @@ async def create(request: Request, viewer: AdminDep, session: SessionDep) -> Res
     except ApiError as exc:
         if exc.status_code not in (409, 422):
             raise
-        await session.rollback()
+        await rolled_back(session, viewer)
         return await channels_page(
             request,
             viewer,
@@ -146,7 +147,7 @@ async def update(
     except ApiError as exc:
         if exc.status_code != 422:
             raise
-        await session.rollback()
+        await rolled_back(session, viewer)
         found = await org_channel(session, viewer.user, channel_id)
         return await channel_page(
             request,

@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from cloud.accounts import users
 from cloud.accounts.audit import AuditAction, record_audit
 from cloud.console.auth import Viewer
+from cloud.console.refusal import rolled_back
 from cloud.console.user_rows import user_rows
 from cloud.console.web import AdminDep, ConsoleRoute, SessionDep, ViewerDep, acting, render
 from cloud.core.errors import ApiError
@@ -92,7 +93,7 @@ async def create(
     except ApiError as exc:
         if exc.status_code not in (409, 422):
             raise
-        await session.rollback()
+        await rolled_back(session, viewer)
         form = {"email": email, "role": role}
         return await users_page(
             request, viewer, session, problem=exc.detail, status_code=exc.status_code, form=form
@@ -122,7 +123,7 @@ async def change_role(
         try:
             previous = await users.set_role(session, target, UserRole(role))
         except ApiError as exc:
-            await session.rollback()
+            await rolled_back(session, viewer)
             return await users_page(
                 request, viewer, session, problem=exc.detail, status_code=exc.status_code
             )
@@ -146,7 +147,7 @@ async def change_active(
         try:
             revoked = await users.deactivate_user(session, target)
         except ApiError as exc:
-            await session.rollback()
+            await rolled_back(session, viewer)
             return await users_page(
                 request, viewer, session, problem=exc.detail, status_code=exc.status_code
             )
@@ -204,7 +205,7 @@ async def change_password(
     except ApiError as exc:
         if exc.status_code not in (403, 422):
             raise
-        await session.rollback()
+        await rolled_back(session, viewer)
         return account_page(request, viewer, exc.detail, exc.status_code)
     await record_audit(
         session,
