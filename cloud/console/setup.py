@@ -12,7 +12,17 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.console.broker import EventBroker
-from cloud.console.routes import device, device_config, fleet, images, live, session
+from cloud.console.routes import (
+    alerts,
+    channels,
+    device,
+    device_config,
+    fleet,
+    images,
+    live,
+    session,
+    users,
+)
 from cloud.console.web import HERE, error_response
 from cloud.core.config import Settings
 from cloud.events.notify import EVENTS_CHANNEL
@@ -24,6 +34,9 @@ ROUTERS = (
     device_config.router,
     images.router,
     live.router,
+    alerts.router,
+    channels.router,
+    users.router,
 )
 
 
