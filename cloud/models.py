@@ -129,6 +129,14 @@ class Device(Base):
             "next_trigger_at",
             postgresql_where=sa.text("next_trigger_at IS NOT NULL"),
         ),
+        # The fleet page: an org's devices in registration order.
+        sa.Index(
+            "ix_devices_org_created",
+            "org_id",
+            "created_at",
+            "device_id",
+            postgresql_where=sa.text("deleted_at IS NULL"),
+        ),
     )
 
     device_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
