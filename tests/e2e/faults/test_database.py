@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from cloud.hub.listener import BACKOFF_MAX, LISTENER_APPLICATION_NAME
 from cloud.models import TriggerStatus
@@ -24,6 +23,7 @@ from tests.e2e.faults.conftest import (
     measure,
     start_agent,
 )
+from tests.support.db_proxy import proxy_to_database
 from tests.support.factories import Factory
 from tests.support.fault_proxy import FaultProxy
 from tests.support.waiting import wait_until
@@ -83,17 +83,8 @@ def test_listener_backend_terminated_comes_back_and_no_trigger_is_lost(
 @pytest.fixture
 def db_link(database_url: str) -> Iterator[tuple[FaultProxy, str]]:
     """A fault proxy in front of the test PostgreSQL, and the URL that reaches it over TCP."""
-    url = make_url(database_url)
-    socket_dir = url.query.get("host")
-    if isinstance(socket_dir, str) and socket_dir.startswith("/"):
-        # The embedded server listens on a Unix socket only: the proxy forwards there.
-        port = url.port or 5432
-        proxy = FaultProxy(target_unix=f"{socket_dir}/.s.PGSQL.{port}")
-    else:  # TEST_DATABASE_URL on loopback TCP
-        proxy = FaultProxy(url.port or 5432)
-    query = {key: value for key, value in url.query.items() if key != "host"}
-    proxied = url.set(host="127.0.0.1", port=proxy.port, query=query)
-    yield proxy, proxied.render_as_string(hide_password=False)
+    proxy, url = proxy_to_database(database_url)
+    yield proxy, url
     proxy.close()
 
 
