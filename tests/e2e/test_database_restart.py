@@ -78,8 +78,8 @@ class PrivatePostgres:
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
-    postgres = PrivatePostgres(tmp_path / "pgdata")
+def private_postgres(pg_data_root: Path) -> Iterator[PrivatePostgres]:
+    postgres = PrivatePostgres(pg_data_root / "pgdata")
     yield postgres
     postgres.cleanup()
 
