@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,20 @@ def database_url() -> Iterator[str]:
     yield url
     if not os.environ.get("TEST_DATABASE_URL"):
         stop_embedded_postgres()
+
+
+@pytest.fixture
+def pg_data_root() -> Iterator[Path]:
+    """A temporary directory for an embedded PostgreSQL's data dir, outside ``tmp_path``.
+
+    Run as root, PostgreSQL runs as its own user and must traverse every parent of its data
+    dir; pgserver opens them up once, at init. Every pytest session that starts on this
+    machine (another run beside this one) resets /tmp/pytest-of-root to 0700, after which a
+    server under ``tmp_path`` fails to init or restart with "Permission denied".
+    """
+    root = Path(tempfile.mkdtemp(prefix="visant-test-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

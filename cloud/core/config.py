@@ -51,10 +51,17 @@ class Settings(BaseSettings):
     metrics_token: str | None = None  # unset: /metrics answers loopback clients only
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
+    # A new connection, or a statement, that takes longer fails as 503 "database unavailable"
+    # (PostgreSQL unreachable, or its link silently dead) instead of holding the request.
+    db_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    db_command_timeout_seconds: float = Field(default=30.0, gt=0)
 
     keepalive_seconds: float = Field(default=15.0, gt=0)
     stream_retry_ms: int = Field(default=5000, ge=100)
     stream_send_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Unacknowledged data this long aborts a connection (a half-open link); unset: two
+    # keepalives, the presence window (cloud/core/tcp.py).
+    tcp_user_timeout_seconds: float | None = Field(default=None, gt=0)
     stream_queue_size: int = Field(default=64, ge=1)
     stream_opens_per_device_per_minute: int = Field(default=30, ge=1)
     manual_trigger_ttl_seconds: int = Field(default=300, ge=1)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -20,9 +24,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.core.config import Settings
 from cloud.core.database_url import async_url, sync_url
-
-CONNECT_TIMEOUT = 10  # seconds
-COMMAND_TIMEOUT = 30  # seconds
 
 
 class DatabaseUnavailable(Exception):
@@ -51,9 +52,13 @@ def create_engine_for(url: str, settings: Settings) -> AsyncEngine:
         # terminated backend) is seen closed by asyncpg without a round trip; see below.
         pool_pre_ping=False,
         pool_timeout=10,
-        connect_args={"timeout": CONNECT_TIMEOUT, "command_timeout": COMMAND_TIMEOUT},
+        connect_args={
+            "timeout": settings.db_connect_timeout_seconds,
+            "command_timeout": settings.db_command_timeout_seconds,
+        },
     )
     event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    event.listen(engine.sync_engine, "handle_error", _timed_out_is_unavailable)
     event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
     return engine
 
@@ -74,6 +79,32 @@ def _connect_or_unavailable(
     try:
         return dialect.connect(*cargs, **cparams)
     except Exception as exc:
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _timed_out_is_unavailable(context: ExceptionContext) -> Exception | None:
+    """A statement past its command timeout: the link to PostgreSQL may be silently dead (no
+    FIN, no RST), so the connection is dropped, not pooled again, and the request is a 503.
+    asyncpg raises a bare TimeoutError, which SQLAlchemy would pass on as is (a 500)."""
+    if isinstance(context.original_exception, TimeoutError):
+        context.is_disconnect = True
+        return DatabaseUnavailable(f"statement timed out: {context.original_exception}")
+    return None
+
+
+@contextlib.asynccontextmanager
+async def driver_statements(connection: AsyncConnection) -> AsyncIterator[Any]:
+    """The asyncpg connection under ``connection``, for statements sent past SQLAlchemy (hot
+    paths). A timeout or a lost connection there is handled as SQLAlchemy would have: the
+    connection is invalidated, not pooled again, and the request fails as 503."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    try:
+        yield driver
+    except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        if isinstance(exc, asyncpg.InterfaceError) and not driver.is_closed():
+            raise  # a misuse of the driver, not the database going away
+        await connection.invalidate(exc)
         raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 

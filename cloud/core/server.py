@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from types import FrameType
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+
+from cloud.core.config import Settings
+from cloud.core.tcp import TcpOptions
 
 GRACEFUL_SHUTDOWN_SECONDS = 5  # streams are told to close at once; this bounds stragglers
 
@@ -19,6 +23,17 @@ class VisantServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
         self._app = app
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve on a socket bound here, with the half-open detection options of the app's
+        settings (cloud/core/tcp.py); accepted connections inherit them."""
+        settings: Settings | None = getattr(self._app.state, "settings", None)
+        if sockets is None and settings is not None and not self.config.uds and not self.config.fd:
+            sock = self.config.bind_socket()
+            sock.set_inheritable(False)  # no child process (pg_ctl, a hook) keeps the port
+            TcpOptions.from_settings(settings).apply(sock)
+            sockets = [sock]
+        super().run(sockets=sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.announce_shutdown()

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.core.config import Settings
 from cloud.core.cursors import decode_cursor, encode_cursor
+from cloud.core.db import driver_statements
 from cloud.core.errors import ApiError
 from cloud.core.ids import TRIGGER_ID, new_trigger_id
 from cloud.events.notify import EVENTS_CHANNEL, EventKind, emit, event_payload, trigger_event_sql
@@ -143,8 +144,21 @@ async def request_manual_trigger(
     hands the command to the stream itself after the commit (CommandHub.hand_over).
     """
     connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None
+    async with driver_statements(connection) as driver:
+        return await _store_manual_trigger(
+            driver, settings, device_id, label, ttl_seconds, user, this_instance
+        )
+
+
+async def _store_manual_trigger(
+    driver: Any,
+    settings: Settings,
+    device_id: str,
+    label: str | None,
+    ttl_seconds: int | None,
+    user: User,
+    this_instance: str | None,
+) -> ManualTrigger:
     located = await driver.fetchrow(
         _LOCK_AND_LOCATE,
         MANUAL_CAP_LOCK,

@@ -63,8 +63,8 @@ def _postgres_running(pgdata: Path) -> bool:
     return True
 
 
-def test_embedded_server_starts_stops_cleanly_and_reuses_data(tmp_path: Path) -> None:
-    data_dir = tmp_path / "visant"
+def test_embedded_server_starts_stops_cleanly_and_reuses_data(pg_data_root: Path) -> None:
+    data_dir = pg_data_root / "visant"
     port = free_port()
     first = _start(data_dir, port)
     assert _wait_healthy(port, first).status_code == 200

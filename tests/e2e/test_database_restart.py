@@ -18,9 +18,10 @@ from cloud.core.database_url import create_database
 from cloud.core.db import create_sync_session_factory
 from cloud.core.migrate import upgrade_to_head
 from cloud.hub.listener import LISTENER_APPLICATION_NAME
+from cloud.hub.presence import MISSED_HEARTBEATS
 from cloud.models import Capture, Trigger, TriggerStatus
 from tests.e2e.conftest import AgentProcess
-from tests.support.cloud_process import CloudProcess
+from tests.support.cloud_process import KEEPALIVE, CloudProcess
 from tests.support.factories import DeviceWithKey, Factory, UserWithToken
 from tests.support.waiting import free_port, wait_until
 
@@ -34,6 +35,8 @@ TRIGGERS_AFTER_RESTART = 3
 # waits for `sent`. The API answers as soon as the mark lands, so a long wait costs nothing.
 DELIVERY_WAIT = LIVE_DELIVERY_LIMIT
 PG_CTL_WAIT = 90  # seconds pg_ctl waits for the server to stop or start
+# The instance heartbeats every keepalive; its devices are listed again after the next beat.
+PRESENCE_DEADLINE = KEEPALIVE * MISSED_HEARTBEATS + 20.0
 
 
 class PrivatePostgres:
@@ -78,8 +81,8 @@ class PrivatePostgres:
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
-    postgres = PrivatePostgres(tmp_path / "pgdata")
+def private_postgres(pg_data_root: Path) -> Iterator[PrivatePostgres]:
+    postgres = PrivatePostgres(pg_data_root / "pgdata")
     yield postgres
     postgres.cleanup()
 
@@ -159,6 +162,11 @@ def test_database_restart_loses_no_trigger_and_the_listener_recovers(
         up_at = time.monotonic()
         wait_until(lambda: _health(cloud.url)[0] == 200, 10, log.read_text)
         healthy_after = time.monotonic() - up_at
+        # The outage outlasted the presence window: the instance missed its heartbeats, so
+        # its devices count as offline (its own reaper may even have removed its row) until
+        # its next heartbeat lands. Until then a trigger is rightly `pending`.
+        wait_until(lambda: _connected(cloud.url, owner, device), PRESENCE_DEADLINE, log.read_text)
+        listed_after = time.monotonic() - up_at
 
         after: list[str] = []
         for attempt in range(TRIGGERS_AFTER_RESTART):
@@ -202,7 +210,8 @@ def test_database_restart_loses_no_trigger_and_the_listener_recovers(
         assert "unhandled error" not in server_log, server_log
         assert "Exception in ASGI application" not in server_log, server_log
         print(
-            f"health 200 {healthy_after:.2f}s after the start; triggers after it executed in "
+            f"health 200 {healthy_after:.2f}s after the start, device listed connected "
+            f"{listed_after:.2f}s after it; triggers after it executed in "
             f"{', '.join(f'{s:.2f}' for s in latencies)} s; server stopped in {stopped_in:.2f}s"
         )
     finally:

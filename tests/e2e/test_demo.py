@@ -16,7 +16,14 @@ DEMO_TIMEOUT = 120  # seconds: the demo promises under two minutes
 INTERRUPT_TIMEOUT = 30  # seconds from Ctrl-C to exit
 
 
-def _demo(data_dir: Path) -> subprocess.Popen[str]:
+def _sigint_default() -> None:
+    # As in a terminal's foreground: a run started in the background (nohup, `cmd &` in a
+    # script, some CI runners) inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt, so the Ctrl-C under test would be lost.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _demo(data_dir: Path, ctrl_c: bool = False) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     return subprocess.Popen(
         [sys.executable, "-m", "scripts.demo", "--quick", "--data-dir", str(data_dir)],
@@ -25,6 +32,7 @@ def _demo(data_dir: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_sigint_default if ctrl_c else None,
     )
 
 
@@ -38,8 +46,8 @@ def _processes_using(data_dir: Path) -> list[str]:
     return found
 
 
-def test_quick_demo_reports_every_invariant_ok_and_leaves_no_process(tmp_path: Path) -> None:
-    data_dir = tmp_path / "demo"
+def test_quick_demo_reports_every_invariant_ok_and_leaves_no_process(pg_data_root: Path) -> None:
+    data_dir = pg_data_root / "demo"
     began = time.monotonic()
     demo = _demo(data_dir)
     try:
@@ -60,13 +68,15 @@ def test_quick_demo_reports_every_invariant_ok_and_leaves_no_process(tmp_path: P
     assert not (data_dir / "pgdata" / "postmaster.pid").exists(), "embedded postgres left running"
 
 
-def test_ctrl_c_stops_cloud_agent_and_database(tmp_path: Path) -> None:
-    data_dir = tmp_path / "demo"
-    demo = _demo(data_dir)
+def test_ctrl_c_stops_cloud_agent_and_database(pg_data_root: Path) -> None:
+    data_dir = pg_data_root / "demo"
+    demo = _demo(data_dir, ctrl_c=True)
     try:
         assert demo.stdout is not None
         deadline = time.monotonic() + DEMO_TIMEOUT
+        seen = []
         for line in demo.stdout:
+            seen.append(line)
             if "agent connected" in line or time.monotonic() > deadline:
                 break
         demo.send_signal(signal.SIGINT)
@@ -74,6 +84,6 @@ def test_ctrl_c_stops_cloud_agent_and_database(tmp_path: Path) -> None:
     finally:
         if demo.poll() is None:
             demo.kill()
-    assert demo.returncode == 130, output
+    assert demo.returncode == 130, "".join(seen) + output
     assert not _processes_using(data_dir)
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()

@@ -175,3 +175,27 @@ def test_client_that_stops_reading_is_dropped_without_hurting_others(
 def _connected(client: httpx.Client, headers: dict[str, str]) -> list[str]:
     devices = client.get("/v1/devices/connected", headers=headers).json()["devices"]
     return [device["device_id"] for device in devices]
+
+
+def test_trigger_made_while_the_instance_row_was_reaped_still_reaches_its_stream(
+    live_server: LiveServer, factory: Factory, db: sessionmaker[Session]
+) -> None:
+    """A database outage longer than the presence window: the instance's own reaper may
+    remove its row (and its presence rows) before its heartbeat gets through again."""
+    user = factory.user()
+    device = factory.device(org_id=user.org_id, reported_config_version=1)
+    reader = StreamReader(live_server.url, device.device_id, device.key).start()
+    try:
+        with db() as session:
+            session.execute(sa.delete(ServerInstance))
+            session.commit()
+        with live_server.client() as client:
+            response = client.post(
+                f"/v1/devices/{device.device_id}/trigger", json={}, headers=user.headers
+            )
+        assert response.json()["status"] == "pending"  # offline as far as PostgreSQL knows
+        # No holder: the NOTIFY goes to every instance, and the one streaming it delivers it.
+        keepalive = live_server.settings.keepalive_seconds
+        assert reader.next(timeout=2 * keepalive + 10).id == response.json()["trigger_id"]
+    finally:
+        reader.close()

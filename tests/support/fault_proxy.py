@@ -9,19 +9,27 @@ It runs its own asyncio loop in its own thread, so a synchronous test drives it 
 method calls while its peers (subprocesses, or a server in the test process) keep talking.
 
 Blackhole: the sockets stay open and nothing gets through either way (bytes read are dropped,
-a close is not passed on), like a Wi-Fi link that is gone without a FIN. The peers' kernels
-still acknowledge what they send to the proxy, so a sender does not block: only a reader's
-timeout notices. When the link is restored, every connection that lost bytes is reset, as a
-real peer that gave up answers the first retransmission with RST; new connections made
-during the blackhole are held the same way and reset too.
+a close is not passed on), like a Wi-Fi link that is gone without a FIN. The client side's
+kernel still acknowledges what the client sends, so only the client's read timeout notices.
+The server side is not read at all: the proxy's upstream socket has the smallest receive
+buffer the kernel allows (about 1.8 KB of window), so once the server has written that much
+its data stays unacknowledged, as over a dead link, and its TCP timeouts (`TCP_USER_TIMEOUT`)
+can fire. When the link is restored, every connection that lost bytes is reset, as a real
+peer that gave up answers the first retransmission with RST; new connections made during the
+blackhole are held the same way and reset too.
+
+The upstream may be a Unix socket (``target_unix``): the embedded test PostgreSQL listens on
+one only, and its clients then reach it over TCP through the proxy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import socket
 import struct
+import termios
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -33,6 +41,7 @@ PACED_CHUNK = 4096  # bytes read at a time under a bandwidth cap, so the pacing 
 QUEUE_CHUNKS = 16  # chunks in flight per direction before the proxy stops reading
 COMMAND_TIMEOUT = 10.0  # seconds a command may take on the proxy's loop
 CONNECT_TIMEOUT = 5.0  # seconds to reach the target
+UPSTREAM_RCVBUF = 1  # SO_RCVBUF of upstream TCP sockets: the kernel raises it to its minimum
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 T = TypeVar("T")
@@ -110,15 +119,24 @@ def _content_length(head: bytes) -> int:
 
 
 class FaultProxy:
-    """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target_port``; faults on command.
+    """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target_port`` (or the Unix socket
+    ``target_unix``); faults on command.
 
     Every fault is a method (``latency``, ``bandwidth``, ``cut``, ``blackhole``, ``refuse``,
     ``cut_requests``) and ``heal()`` clears them all. ``target_port`` may be changed at any
     time (a restarted server, a failover): new connections go to the new target.
     """
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(
+        self,
+        target_port: int = 0,
+        *,
+        target_unix: str | None = None,
+        upstream_rcvbuf: int | None = UPSTREAM_RCVBUF,
+    ) -> None:
         self.target_port = target_port
+        self.target_unix = target_unix  # a Unix socket path: forwarded there instead
+        self._upstream_rcvbuf = upstream_rcvbuf
         self.accepted = 0  # connections accepted
         self.refused = 0  # connections refused (reset at once)
         self.resets = 0  # connections reset by a fault
@@ -215,10 +233,18 @@ class FaultProxy:
         self._blackholed = on
         if on:
             self._link_up.clear()
+            for link in self._links:
+                if link.upstream is not None:
+                    link.upstream.transport.pause_reading()  # the server's data stays unread
         else:
             self._link_up.set()
-            for link in [link for link in self._links if link.lost_bytes]:
-                self._reset(link)
+            for link in list(self._links):
+                if link.upstream is not None and _unread(link.upstream):
+                    link.lost_bytes = True
+                if link.lost_bytes:
+                    self._reset(link)
+                elif link.upstream is not None:
+                    link.upstream.transport.resume_reading()
 
     async def _heal(self) -> None:
         self._latency = 0.0
@@ -254,9 +280,7 @@ class FaultProxy:
                 if link not in self._links:
                     return
             try:
-                up_reader, up_writer = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", self.target_port), CONNECT_TIMEOUT
-                )
+                up_reader, up_writer = await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT)
             except (OSError, TimeoutError):
                 self._reset(link)
                 return
@@ -267,6 +291,20 @@ class FaultProxy:
             await asyncio.gather(up, down, return_exceptions=True)
         finally:
             self._close(link)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.target_unix is not None:
+            return await asyncio.open_unix_connection(self.target_unix)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            if self._upstream_rcvbuf is not None:  # before connect: the window is set then
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._upstream_rcvbuf)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.target_port))
+        except BaseException:
+            sock.close()
+            raise
+        return await asyncio.open_connection(sock=sock)
 
     async def _pump(
         self,
@@ -362,6 +400,18 @@ class FaultProxy:
             for writer in (link.client, link.upstream):
                 if writer is not None:
                     writer.close()
+
+
+def _unread(writer: asyncio.StreamWriter) -> int:
+    """Bytes waiting in the kernel's receive queue of the writer's socket."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return struct.unpack("i", raw)[0]
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:

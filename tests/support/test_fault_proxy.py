@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -191,3 +193,52 @@ def test_cut_requests_resets_after_half_the_body_then_lets_later_requests_throug
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + head + body)
         total = len(head) * 2 + len(body) - len(head) + len(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert len(recv_exactly(sock, total)) == total
+
+
+def test_blackhole_leaves_the_servers_writes_unacknowledged_so_its_tcp_gives_up() -> None:
+    """Half-open as the server sees it: its writes fill the proxy's small window, stay
+    unacknowledged, and its TCP_USER_TIMEOUT aborts the connection (the kernel, not a read)."""
+    user_timeout = 1.0  # seconds
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(user_timeout * 1000))
+    proxy = FaultProxy(listener.getsockname()[1])
+    try:
+        with connect(proxy) as client:
+            client.sendall(b"hi")
+            conn, _ = listener.accept()
+            with conn:
+                assert recv_exactly(conn, 2) == b"hi"
+                proxy.blackhole()
+                conn.setblocking(False)
+                deadline = time.monotonic() + 30 * user_timeout + TIMEOUT
+                with pytest.raises(OSError) as raised:
+                    while time.monotonic() < deadline:
+                        with contextlib.suppress(BlockingIOError):  # send buffer full
+                            conn.send(b"k" * 512)
+                        time.sleep(0.01)
+                assert raised.value.errno == errno.ETIMEDOUT, raised.value
+    finally:
+        proxy.close()
+        listener.close()
+
+
+def test_forwards_to_a_unix_socket_upstream(tmp_path: Path) -> None:
+    path = str(tmp_path / "upstream.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+    proxy = FaultProxy(target_unix=path)
+    try:
+        with connect(proxy) as client:
+            client.sendall(b"over tcp")
+            conn, _ = listener.accept()
+            with conn:
+                assert recv_exactly(conn, 8) == b"over tcp"
+                conn.sendall(b"back over unix")
+                assert recv_exactly(client, 14) == b"back over unix"
+                proxy.cut()
+                with pytest.raises(ConnectionResetError):
+                    client.recv(10)
+    finally:
+        proxy.close()
+        listener.close()

@@ -42,3 +42,18 @@ async def async_wait_until(predicate: Callable[[], bool], within: float = 10.0) 
     while not predicate():
         assert time.monotonic() < deadline, f"condition not met within {within}s"
         await asyncio.sleep(POLL_INTERVAL)
+
+
+def wait_for_window_room(window_seconds: float, needed: float) -> None:
+    """Return once at least ``needed`` seconds are left of the current fixed counting window.
+
+    Rate limits count in windows starting at multiples of their length since the epoch
+    (cloud/limits/counters.py); a test whose events must all be counted together starts here,
+    so a window boundary cannot fall between them (a new window rightly counts afresh).
+    """
+    assert needed < window_seconds, "the events cannot fit in one window"
+
+    def room() -> float:
+        return window_seconds - time.time() % window_seconds
+
+    wait_until(lambda: room() >= needed, needed + 5.0, lambda: f"{room():.1f}s left")

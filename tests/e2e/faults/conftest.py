@@ -92,6 +92,13 @@ class Scene:
     def executed(self) -> int:
         return self.statuses().get(TriggerStatus.EXECUTED.value, 0)
 
+    def skipped_slots(self) -> int:
+        """Scheduled slots the scheduler skipped because the device was offline."""
+        with self.db() as session:
+            device = session.get(Device, self.device.device_id)
+            assert device is not None
+            return device.skipped_slots
+
     def stop_schedule(self) -> None:
         """No more scheduled triggers: the closing accounting waits on a fixed set."""
         with self.db() as session:
@@ -162,6 +169,28 @@ def rejected_reasons(agent: AgentProcess) -> list[str]:
     return [str(json.loads(path.read_text()).get("rejected_reason")) for path in paths]
 
 
+def make_scene(
+    db: Sessions,
+    factory: Factory,
+    tmp_path: Path,
+    proxy: FaultProxy | Callable[[int], FaultProxy],
+    cloud_database_url: str,
+    env: dict[str, str] | None = None,
+) -> Scene:
+    """The owner, the scheduled device and `python -m cloud` on ``cloud_database_url``."""
+    owner = factory.user()
+    device = factory.device(
+        org_id=owner.org_id,
+        config={"trigger": {"enabled": True, "interval_seconds": INTERVAL}},
+        next_trigger_at=datetime.now(UTC),
+    )
+    log = tmp_path / "cloud.log"
+    cloud = CloudProcess(cloud_database_url, free_port(), log, {**SCENARIO_ENV, **(env or {})})
+    agent_proxy = proxy if isinstance(proxy, FaultProxy) else proxy(cloud.port)
+    agent_proxy.target_port = cloud.port
+    return Scene(db, cloud_database_url, cloud, agent_proxy, owner, device, log)
+
+
 @pytest.fixture
 def scene(
     database_url: str,
@@ -170,15 +199,7 @@ def scene(
     tmp_path: Path,
     proxy_factory: Callable[[int], FaultProxy],
 ) -> Iterator[Scene]:
-    owner = factory.user()
-    device = factory.device(
-        org_id=owner.org_id,
-        config={"trigger": {"enabled": True, "interval_seconds": INTERVAL}},
-        next_trigger_at=datetime.now(UTC),
-    )
-    log = tmp_path / "cloud.log"
-    cloud = CloudProcess(database_url, free_port(), log, SCENARIO_ENV)
-    scene = Scene(db, database_url, cloud, proxy_factory(cloud.port), owner, device, log)
+    scene = make_scene(db, factory, tmp_path, proxy_factory, database_url)
     yield scene
     scene.cloud.stop()
 
