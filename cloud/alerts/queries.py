@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.alerts.service import announce_alert
 from cloud.core.cursors import decode_cursor, encode_cursor
 from cloud.core.errors import ApiError
 from cloud.core.ids import ALERT_ID
-from cloud.events.notify import EventKind, emit
 from cloud.models import Alert, AlertKind, AlertState, Capture, User
 
 
@@ -58,18 +58,6 @@ async def org_alert(session: AsyncSession, user: User, alert_id: str, lock: bool
     return alert
 
 
-async def _announce(session: AsyncSession, alert: Alert) -> None:
-    await emit(
-        session,
-        alert.org_id,
-        EventKind.ALERT,
-        alert.device_id,
-        alert_id=alert.alert_id,
-        alert_kind=alert.kind.value,
-        state=alert.state.value,
-    )
-
-
 async def acknowledge(session: AsyncSession, user: User, alert_id: str) -> Alert:
     """Open -> acknowledged (again: unchanged); a resolved alert is 409."""
     alert = await org_alert(session, user, alert_id, lock=True)
@@ -79,7 +67,7 @@ async def acknowledge(session: AsyncSession, user: User, alert_id: str) -> Alert
         alert.state = AlertState.ACKNOWLEDGED
         alert.acknowledged_at = datetime.now(UTC)
         alert.acknowledged_by_user_id = user.user_id
-        await _announce(session, alert)
+        await announce_alert(session, alert, alert.alert_id)
     await session.commit()
     return alert
 
@@ -91,7 +79,7 @@ async def resolve(session: AsyncSession, user: User, alert_id: str) -> Alert:
         alert.state = AlertState.RESOLVED
         alert.resolved_at = datetime.now(UTC)
         alert.resolved_by_user_id = user.user_id
-        await _announce(session, alert)
+        await announce_alert(session, alert, alert.alert_id)
     await session.commit()
     return alert
 

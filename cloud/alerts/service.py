@@ -135,6 +135,19 @@ async def raise_alert(
         for channel in channels
     ]
     await outbox.enqueue(session, rows)
+    await announce_alert(session, alert, alert_id)
+    logger.info(
+        "alert %s %s for device %s (%d notifications)",
+        alert_id,
+        alert.kind.value,
+        alert.device_id,
+        len(rows),
+    )
+    return alert_id
+
+
+async def announce_alert(session: AsyncSession, alert: Alert | NewAlert, alert_id: str) -> None:
+    """Tell the console of a raised or changed alert, at the commit of the caller's transaction."""
     await emit(
         session,
         alert.org_id,
@@ -144,11 +157,3 @@ async def raise_alert(
         alert_kind=alert.kind.value,
         state=alert.state.value,
     )
-    logger.info(
-        "alert %s %s for device %s (%d notifications)",
-        alert_id,
-        alert.kind.value,
-        alert.device_id,
-        len(rows),
-    )
-    return alert_id

@@ -2,42 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
-
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.core.ids import new_alert_id
-from cloud.models import Alert, AlertKind, AlertState, UserRole
+from cloud.models import AlertKind, UserRole
 from tests.alerts.conftest import set_role
+from tests.support.alerts import insert_alerts
 from tests.support.factories import Factory
 from tests.support.live_server import LiveServer
-
-
-def _insert_alerts(
-    db: sessionmaker[Session], org_id: uuid.UUID, device_id: str, count: int
-) -> list[str]:
-    now = datetime.now(UTC)
-    ids = []
-    with db() as session:
-        for index in range(count):
-            alert_id = new_alert_id()
-            ids.append(alert_id)
-            session.add(
-                Alert(
-                    alert_id=alert_id,
-                    org_id=org_id,
-                    device_id=device_id,
-                    kind=AlertKind.DETECTION if index % 2 else AlertKind.DEVICE_ONLINE,
-                    state=AlertState.OPEN,
-                    title="t",
-                    message="m",
-                    details={},
-                    created_at=now - timedelta(seconds=count - index),
-                )
-            )
-        session.commit()
-    return ids[::-1]  # newest first
 
 
 def test_viewer_reads_operator_acknowledges_and_resolves(
@@ -49,7 +20,8 @@ def test_viewer_reads_operator_acknowledges_and_resolves(
     set_role(db, operator.user_id, UserRole.OPERATOR)
     stranger = factory.user()
     device = factory.device(org_id=viewer.org_id)
-    ids = _insert_alerts(db, viewer.org_id, device.device_id, 5)
+    kinds = [AlertKind.DETECTION if index % 2 else AlertKind.DEVICE_ONLINE for index in range(5)]
+    ids = insert_alerts(db, viewer.org_id, device.device_id, kinds)
     with live_server.client() as client:
         first = client.get("/v1/alerts?limit=2", headers=viewer.headers).json()
         assert [a["alert_id"] for a in first["alerts"]] == ids[:2]

@@ -12,26 +12,14 @@ from standardwebhooks import Webhook
 
 from cloud.models import Alert, AlertKind, Notification
 from tests.alerts.conftest import DELIVERY_DEADLINE, FAST_ALERTS, add_channel, deliveries
+from tests.support.alerts import PERSON, door_rules
 from tests.support.captures import capture_metadata, jpeg_bytes, upload_multipart
 from tests.support.factories import Factory
 from tests.support.live_server import LiveServer
 from tests.support.receivers import Receiver
 from tests.support.waiting import wait_until
 
-RULES = {
-    "evaluation": {
-        "rules": [
-            {
-                "name": "Door",
-                "labels": ["person"],
-                "min_confidence": 0.5,
-                "zone": [[0, 0], [1, 0], [1, 1], [0, 1]],
-            }
-        ]
-    },
-    "alerts": {"cooldown_seconds": 300},
-}
-PERSON = [{"label": "person", "confidence": 0.87, "box": [10, 20, 110, 220]}]
+RULES = door_rules(cooldown_seconds=300)
 
 
 def _upload(

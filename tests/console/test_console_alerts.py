@@ -4,67 +4,21 @@ resolve through the API's service, roles and CSRF, another org's alert, the live
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.core.ids import new_alert_id
 from cloud.models import Alert, AlertKind, AlertState, UserRole
 from tests.console.conftest import HTML, csrf_of, sign_in
+from tests.support.alerts import PERSON, door_rules, insert_alerts
 from tests.support.captures import capture_metadata, jpeg_bytes, upload_multipart
 from tests.support.factories import Factory
 from tests.support.live_server import LiveServer
 
-RULES = {
-    "evaluation": {
-        "rules": [
-            {
-                "name": "Door",
-                "labels": ["person"],
-                "min_confidence": 0.5,
-                "zone": [[0, 0], [1, 0], [1, 1], [0, 1]],
-            }
-        ]
-    },
-    "alerts": {"cooldown_seconds": 0},
-}
-PERSON = [{"label": "person", "confidence": 0.87, "box": [10, 20, 110, 220]}]
+RULES = door_rules(cooldown_seconds=0)
 ALERT_ROW = re.compile(r'data-alert="(alr_[0-9a-f]+)"')
-
-
-def insert_alerts(
-    db: sessionmaker[Session],
-    org_id: uuid.UUID,
-    device_id: str,
-    kinds: list[AlertKind],
-    state: AlertState = AlertState.OPEN,
-) -> list[str]:
-    """Alerts one second apart, the last one newest; their ids newest first."""
-    now = datetime.now(UTC)
-    ids = []
-    with db() as session:
-        for index, kind in enumerate(kinds):
-            alert_id = new_alert_id()
-            ids.append(alert_id)
-            session.add(
-                Alert(
-                    alert_id=alert_id,
-                    org_id=org_id,
-                    device_id=device_id,
-                    kind=kind,
-                    state=state,
-                    title=f"{kind.value} {index}",
-                    message=f"message {index}",
-                    details={},
-                    created_at=now - timedelta(seconds=len(kinds) - index),
-                )
-            )
-        session.commit()
-    return ids[::-1]
 
 
 def upload_detection(client: httpx.Client, device_headers: dict[str, str], device_id: str) -> str:

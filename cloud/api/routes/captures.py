@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
 from typing import Annotated
 
@@ -22,20 +20,18 @@ from cloud.api.schemas.captures import CaptureAccepted, CaptureList, CaptureOut
 from cloud.api.schemas.errors import responses
 from cloud.api.upload_body import UPLOAD_REQUEST_BODY, UPLOAD_RESPONSES, read_upload
 from cloud.auth.service import checked_secret
+from cloud.captures.image_response import snapshot_response
 from cloud.captures.images import ImageRejected, inspect_image
 from cloud.captures.ingest import ingest_capture
 from cloud.captures.metadata import CAPTURE_ID_PATTERN
 from cloud.captures.queries import MAX_PAGE, CaptureFilter, list_captures, org_capture
-from cloud.captures.storage import SnapshotNotFound
 from cloud.core.errors import ApiError
 from cloud.core.ids import DEVICE_ID_PATTERN
 from cloud.core.schema_types import AwareUtcDateTime
 from cloud.core.security import DEVICE_KEY_PREFIX
 
-logger = logging.getLogger(__name__)
 CAPTURE_ID = re.compile(CAPTURE_ID_PATTERN)
 router = APIRouter(prefix="/v1/captures", tags=["captures"])
-IMAGE_CACHE_CONTROL = "private, max-age=86400, immutable"  # a record's image never changes
 
 
 @router.post(
@@ -112,26 +108,4 @@ async def get_capture_image(
     """The snapshot bytes; ETag is the sha256, so `If-None-Match` answers 304."""
     capture = await org_capture(session, user, record_id)
     await session.close()  # the file read needs no connection
-    etag = f'"{capture.sha256}"'
-    headers = {
-        "ETag": etag,
-        "Cache-Control": IMAGE_CACHE_CONTROL,
-        # The bytes are what the device sent: never let a browser sniff them into HTML.
-        "X-Content-Type-Options": "nosniff",
-        "Content-Disposition": "inline",
-    }
-    if _etags(request.headers.get("if-none-match")) & {etag, "*"}:
-        return Response(status_code=304, headers=headers)
-    try:
-        data = await asyncio.to_thread(store.get, capture.snapshot_key)
-    except SnapshotNotFound as exc:
-        logger.warning("capture %s has no snapshot at %s", record_id, capture.snapshot_key)
-        raise ApiError(404, "snapshot not found") from exc
-    return Response(data, media_type=capture.content_type, headers=headers)
-
-
-def _etags(header: str | None) -> set[str]:
-    """The entity tags an If-None-Match header lists (weak ones compared by value)."""
-    if not header:
-        return set()
-    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return await snapshot_response(capture, store, request.headers.get("if-none-match"))
