@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.alerts.rules import raise_detection_alerts
-from cloud.captures.admission import authenticate_and_count
+from cloud.auth.device_admission import authenticate_and_count
 from cloud.captures.evaluation import EvaluationError, evaluate
 from cloud.captures.images import ImageInfo
 from cloud.captures.metadata import CaptureMetadata
@@ -22,6 +22,7 @@ from cloud.captures.storage import SnapshotStore, snapshot_key
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import new_record_id
+from cloud.limits.counters import Limit
 from cloud.metrics import registry as metrics
 from cloud.models import (
     OPEN_TRIGGER_STATUSES,
@@ -34,6 +35,10 @@ from cloud.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def upload_limit(settings: Settings) -> Limit:
+    return Limit("uploads", settings.uploads_per_device_per_minute, 60)
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,14 @@ async def _admit(
     session: AsyncSession, settings: Settings, device_key: str | None, metadata: CaptureMetadata
 ) -> Device | IngestResult:
     """Authenticate, count the upload, and find a repeat, in one short transaction."""
-    device = await authenticate_and_count(session, settings, metadata.device_id, device_key)
+    device = await authenticate_and_count(
+        session,
+        settings,
+        metadata.device_id,
+        device_key,
+        upload_limit(settings),
+        "too many uploads from this device",
+    )
     previous = await _previous_upload(
         session, device.device_id, metadata.trigger_id, metadata.capture_id
     )
