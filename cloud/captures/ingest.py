@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.alerts.rules import raise_detection_alerts
-from cloud.auth.service import authenticate_device
+from cloud.auth.device_admission import authenticate_and_count
 from cloud.captures.evaluation import EvaluationError, evaluate
 from cloud.captures.images import ImageInfo
 from cloud.captures.metadata import CaptureMetadata
@@ -23,7 +23,7 @@ from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import new_record_id
 from cloud.events.notify import EventKind, emit
-from cloud.limits.counters import Limit, hit, too_many
+from cloud.limits.counters import Limit
 from cloud.metrics import registry as metrics
 from cloud.models import (
     OPEN_TRIGGER_STATUSES,
@@ -36,6 +36,10 @@ from cloud.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def upload_limit(settings: Settings) -> Limit:
+    return Limit("uploads", settings.uploads_per_device_per_minute, 60)
 
 
 @dataclass(frozen=True)
@@ -143,10 +147,6 @@ _INSERT_CAPTURE_CLOSE_TRIGGER = (
 )
 
 
-def upload_limit(settings: Settings) -> Limit:
-    return Limit("uploads", settings.uploads_per_device_per_minute, 60)
-
-
 async def _previous_upload(
     session: AsyncSession, device_id: str, trigger_id: str | None, capture_id: str | None
 ) -> IngestResult | None:
@@ -167,10 +167,14 @@ async def _admit(
     session: AsyncSession, settings: Settings, device_key: str | None, metadata: CaptureMetadata
 ) -> Device | IngestResult:
     """Authenticate, count the upload, and find a repeat, in one short transaction."""
-    device = await authenticate_device(session, settings, metadata.device_id, device_key)
-    wait = await hit(session, upload_limit(settings), device.device_id)
-    if wait is not None:
-        raise too_many("too many uploads from this device", wait)
+    device = await authenticate_and_count(
+        session,
+        settings,
+        metadata.device_id,
+        device_key,
+        upload_limit(settings),
+        "too many uploads from this device",
+    )
     previous = await _previous_upload(
         session, device.device_id, metadata.trigger_id, metadata.capture_id
     )
@@ -303,9 +307,11 @@ async def _insert(
         values["trigger_label"] = metadata.trigger_label or trigger.trigger_label
     statement = _INSERT_CAPTURE if trigger is None else _INSERT_CAPTURE_CLOSE_TRIGGER
     try:
-        async with session.begin_nested():
-            await session.execute(statement, {f"c_{k}": v for k, v in values.items()})
+        # No savepoint (two round trips per upload): a refused INSERT aborts the transaction,
+        # which holds only the trigger lock, so it is rolled back and the winner read afresh.
+        await session.execute(statement, {f"c_{k}": v for k, v in values.items()})
     except IntegrityError as exc:
+        await session.rollback()
         previous = await _previous_upload(
             session, device_id, metadata.trigger_id, metadata.capture_id
         )

@@ -5,14 +5,14 @@ from __future__ import annotations
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cloud.auth.service import authenticate_device
+from cloud.auth.device_admission import authenticate_and_count
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.hub import close_reasons
 from cloud.hub.delivery import backlog_envelopes
 from cloud.hub.hub import CommandHub, LocalStream
 from cloud.hub.presence import claim_presence
-from cloud.limits.counters import Limit, hit, too_many
+from cloud.limits.counters import Limit
 
 SHUTDOWN_RETRY_AFTER = "5"  # seconds
 
@@ -28,17 +28,16 @@ async def open_device_stream(
 
     The stream is registered before the backlog is read, so a command committed meanwhile is
     either in the backlog or held live (then deduplicated); none falls in between. Three
-    statements per open: authenticate, claim presence, read the backlog.
+    statements per open: authenticate and count the open, claim presence, read the backlog.
     """
     if not hub.accepting:
         raise ApiError(503, "server shutting down", {"Retry-After": SHUTDOWN_RETRY_AFTER})
     async with session_factory() as session:
-        device = await authenticate_device(session, settings, device_id, key)
         # Counted in PostgreSQL: a device hopping between instances gets one budget.
         opens = Limit("stream-opens", settings.stream_opens_per_device_per_minute, 60)
-        wait = await hit(session, opens, device.device_id)
-        if wait is not None:
-            raise too_many("too many streams opened by this device", wait)
+        device = await authenticate_and_count(
+            session, settings, device_id, key, opens, "too many streams opened by this device"
+        )
         stream = hub.open_stream(device.device_id, device.key_hash)
         try:
             # Claim first, then read: a command routed to the previous holder was committed

@@ -36,6 +36,16 @@ class Limit:
         start = EPOCH + timedelta(seconds=seconds // self.window_seconds * self.window_seconds)
         return start, start + timedelta(seconds=self.window_seconds)
 
+    def row_key(self, key: str) -> str:
+        """The `rate_counters.key` of `key` under this limit."""
+        return f"{self.prefix}:{key}"
+
+    def wait_after(self, count: int | None, now: datetime) -> float | None:
+        """None when `count` is within the limit, else the seconds until the window ends."""
+        if count is not None and count > self.count:
+            return max((self.window_of(now)[1] - now).total_seconds(), 0.001)
+        return None
+
 
 async def hit(
     session: AsyncSession, limit: Limit, key: str, now: datetime | None = None
@@ -45,17 +55,14 @@ async def hit(
     start, end = limit.window_of(now)
     statement = (
         insert(RateCounter)
-        .values(key=f"{limit.prefix}:{key}", window_start=start, count=1, expires_at=end)
+        .values(key=limit.row_key(key), window_start=start, count=1, expires_at=end)
         .on_conflict_do_update(
             index_elements=[RateCounter.key, RateCounter.window_start],
             set_={"count": RateCounter.count + 1},
         )
         .returning(RateCounter.count)
     )
-    count = await session.scalar(statement)
-    if count is not None and count > limit.count:
-        return max((end - now).total_seconds(), 0.001)
-    return None
+    return limit.wait_after(await session.scalar(statement), now)
 
 
 async def forgive(
@@ -66,7 +73,7 @@ async def forgive(
     await session.execute(
         sa.update(RateCounter)
         .where(
-            RateCounter.key == f"{limit.prefix}:{key}",
+            RateCounter.key == limit.row_key(key),
             RateCounter.window_start == start,
             RateCounter.count > 0,
         )

@@ -5,6 +5,7 @@ Lifecycle: pending -> sent -> executed | failed | expired; docs/architecture.md 
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.accounts.audit import AuditAction
 from cloud.core.config import Settings
 from cloud.core.cursors import decode_cursor, encode_cursor
 from cloud.core.db import driver_statements
@@ -104,8 +106,8 @@ _LOCK_AND_LOCATE = """
     WHERE d.device_id = $2 AND d.org_id = $3 AND d.deleted_at IS NULL
 """
 # Statement 2 of 2, after the lock so its snapshot sees triggers committed while we waited:
-# the cap, the INSERT, its NOTIFY and the console's event; nothing is inserted or announced
-# over the cap.
+# the cap, the INSERT, its NOTIFY, the console's event and its audit entry (what record_audit
+# would add); nothing is inserted, announced or audited over the cap.
 _CAP_INSERT_NOTIFY = """
     WITH open AS (
         SELECT count(*) AS n, min(expires_at) AS first_expiry FROM scheduled_triggers
@@ -116,7 +118,11 @@ _CAP_INSERT_NOTIFY = """
             status, scheduled_at, created_at, expires_at, requested_by_user_id)
         SELECT $2, $1, 'manual', $3, 'pending', $4, $4, $5, $6
         FROM open WHERE open.n < $7
-        RETURNING trigger_id)
+        RETURNING trigger_id),
+    audited AS (
+        INSERT INTO audit_log (audit_id, org_id, actor_user_id, actor_email, action, target,
+                               details)
+        SELECT $13, $14, $6, $15, $16, $1, $17::jsonb FROM ins)
     SELECT open.n, open.first_expiry, (SELECT count(*) FROM ins) AS stored,
            (SELECT count(pg_notify($8, $9)) FROM ins WHERE $10) AS notified,
            (SELECT count(pg_notify($11, $12)) FROM ins) AS announced
@@ -134,7 +140,8 @@ async def request_manual_trigger(
     *,
     this_instance: str | None = None,
 ) -> ManualTrigger:
-    """Store a manual trigger and its NOTIFY (caller commits) in two statements, no ORM.
+    """Store a manual trigger, its NOTIFY and its audit entry (caller commits) in two
+    statements, no ORM.
 
     404 when the device is not the user's org's; 429 over the open-manual cap. A per-device
     advisory lock (held to commit) keeps concurrent requests from passing the cap together;
@@ -202,6 +209,11 @@ async def _store_manual_trigger(
             trigger_id=trigger.trigger_id,
             status=TriggerStatus.PENDING.value,
         ),
+        uuid.uuid4(),
+        user.org_id,
+        user.email,
+        str(AuditAction.MANUAL_TRIGGER),
+        json.dumps({"trigger_id": trigger.trigger_id}),
     )
     if not stored:
         wait = max(1, math.ceil((first_expiry - datetime.now(UTC)).total_seconds()))

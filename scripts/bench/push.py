@@ -191,7 +191,7 @@ async def storm(target: Target, streams: StreamClient, devices: list[str]) -> di
     }
 
 
-def report(results: list[dict[str, Any]], quiet: bool) -> dict[str, Any]:
+def report(results: list[dict[str, Any]], quiet: bool, rate: float) -> dict[str, Any]:
     floor = results[0]
     for r in results[1:]:
         if r["push_p99_ms"] and floor["push_p99_ms"]:
@@ -243,7 +243,8 @@ def report(results: list[dict[str, Any]], quiet: bool) -> dict[str, Any]:
         "floor_kib_per_idle_stream": floor["kib_per_idle_stream"],
         "floor_reconnect_storm_s": floor.get("reconnect_storm_s"),
         "devices": ours["streams"],
-        "rate": ours["triggers"],
+        "rate_per_s": rate,
+        "triggers": ours["triggers"],
         "runs": results,
     }
 
@@ -268,7 +269,7 @@ async def bench(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
         if not args.json:
             print(json.dumps(result), flush=True)
         results.append(result)
-    return report(results, args.json)
+    return report(results, args.json, args.rate)
 
 
 def main() -> int:

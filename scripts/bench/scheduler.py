@@ -2,12 +2,16 @@
 
     python -m scripts.bench.scheduler [--fleet 100000] [--batch 500] [--sustained-due 20000]
     python -m scripts.bench.scheduler --sent 2000 5000 [--duration 30]
+    python -m scripts.bench.scheduler ... --json      # only the final JSON line
 
 Uses `DATABASE_URL` (a fresh database is created on that server) or an embedded PostgreSQL in
 a temporary directory. Devices are bulk-loaded with COPY; "connected" devices get presence rows
 on a bench instance with a fresh heartbeat; "due" devices get a past `next_trigger_at`; every
 other device has its next slot tomorrow (in the index, not due). Triggers/s counts triggers
 stored and announced (NOTIFY committed, and received by a LISTEN connection of this script).
+Its floor, in the same run against the same PostgreSQL, stores and announces the same number
+of triggers in the same batches by psycopg2 `execute_values` (scripts/bench/scheduler_floor.py);
+the final JSON line carries `triggers_per_s`, `floor_triggers_per_s` and `ratio`.
 
 `--sent N ...` measures instead the whole path on a real `python -m cloud` with N open SSE
 streams: scheduled triggers created and marked sent per second (see bench_scheduler_sent.py).
@@ -42,6 +46,7 @@ from cloud.core.db import create_engine_for, create_session_factory
 from cloud.core.migrate import upgrade_to_head
 from cloud.hub.envelopes import COMMANDS_CHANNEL
 from cloud.scheduling.scheduler import TickResult, TriggerScheduler
+from scripts.bench.scheduler_floor import floor_triggers_per_s
 from scripts.bench.scheduler_sent import run as run_sent
 
 DAILY = json.dumps({"trigger": {"enabled": True, "interval_seconds": 86400}})
@@ -92,7 +97,7 @@ class Fleet:
     def prepare(self, due: int, connected: int) -> None:
         """Make the first `due` devices due now, the first `connected` of them streaming."""
         with self.connection.cursor() as cursor:
-            cursor.execute("TRUNCATE captures, scheduled_triggers, device_connections")
+            cursor.execute("TRUNCATE captures, scheduled_triggers, device_connections CASCADE")
             cursor.execute(
                 "UPDATE server_instances SET heartbeat_at = now() WHERE instance_id = %s",
                 (INSTANCE_ID,),
@@ -147,16 +152,18 @@ async def _timed_tick(scheduler: TriggerScheduler) -> tuple[float, TickResult]:
     return time.perf_counter() - began, result
 
 
-async def bench(url: str, fleet_size: int, batch: int, sustained_due: int) -> None:
+async def bench(url: str, fleet_size: int, batch: int, sustained_due: int, quiet: bool) -> dict:
     settings = Settings(keepalive_seconds=3600.0, scheduler_batch_size=batch)
     engine = create_engine_for(url, settings)
     scheduler = TriggerScheduler.from_settings(create_session_factory(engine), settings)
     fleet = Fleet(url)
     listener = NotifyCounter(url)
     listener.start()
+    say = (lambda *_: None) if quiet else print
+    ticks: list[dict] = []
 
-    print(f"batch size {batch}; each figure is the median of {REPEATS} ticks")
-    print(f"{'fleet':>8} {'due':>7} {'connected':>9} {'tick ms':>9} {'triggers':>8} {'skipped':>7}")
+    say(f"batch size {batch}; each figure is the median of {REPEATS} ticks")
+    say(f"{'fleet':>8} {'due':>7} {'connected':>9} {'tick ms':>9} {'triggers':>8} {'skipped':>7}")
 
     async def scenario(due: int, connected: int) -> float:
         timings = []
@@ -166,7 +173,9 @@ async def bench(url: str, fleet_size: int, batch: int, sustained_due: int) -> No
             assert result.claimed == due, result
             timings.append(elapsed)
         median = statistics.median(timings)
-        print(
+        ticks.append({"fleet": fleet.size, "due": due, "connected": connected})
+        ticks[-1] |= {"tick_ms": round(median * 1000, 1), "triggered": result.triggered}
+        say(
             f"{fleet.size:>8} {due:>7} {connected:>9} {median * 1000:>9.1f}"
             f" {result.triggered:>8} {result.skipped:>7}"
         )
@@ -183,9 +192,9 @@ async def bench(url: str, fleet_size: int, batch: int, sustained_due: int) -> No
     for due in (1_000, 10_000):
         if due <= fleet_size:
             await scenario(due, due)
-    print(f"100 due among {fleet_size} vs among {small}: {large / base:.2f}x the tick time")
+    say(f"100 due among {fleet_size} vs among {small}: {large / base:.2f}x the tick time")
 
-    print(f"\nsustained: {sustained_due} due and connected among {fleet_size}, 3 rounds")
+    say(f"\nsustained: {sustained_due} due and connected among {fleet_size}, 3 rounds")
     rates = []
     for _ in range(3):
         fleet.prepare(sustained_due, sustained_due)
@@ -195,15 +204,38 @@ async def bench(url: str, fleet_size: int, batch: int, sustained_due: int) -> No
         stored = fleet.count_triggers()
         rate = result.triggered / elapsed
         rates.append(rate)
-        print(
+        say(
             f"  {result.triggered} triggers stored ({stored} rows) in {elapsed:.2f} s"
             f" = {rate:,.0f}/s; {listener.received - before} NOTIFYs received"
             f" (last {waited * 1000:.0f} ms after the tick)"
         )
-    print(f"sustained triggers/s (median of 3): {statistics.median(rates):,.0f}")
+    ours = statistics.median(rates)
+    say(f"sustained triggers/s (median of 3): {ours:,.0f}")
+    fleet.prepare(0, 0)
+    with fleet.connection.cursor() as cursor:
+        query = "SELECT device_id FROM devices ORDER BY device_id LIMIT %s"
+        cursor.execute(query, (sustained_due,))
+        due_ids = [row[0] for row in cursor.fetchall()]
+    floors = [floor_triggers_per_s(url, due_ids, batch) for _ in range(3)]
+    floor = statistics.median(floors)
+    say(
+        f"floor (execute_values INSERT + pg_notify, batches of {batch}, median of 3):"
+        f" {floor:,.0f}/s; ours/floor {ours / floor:.2f}"
+    )
     listener.stopping.set()
     listener.join(2)
     await engine.dispose()
+    return {
+        "triggers_per_s": round(ours),
+        "floor_triggers_per_s": round(floor),
+        "ratio": round(ours / floor, 2),
+        "sustained_due": sustained_due,
+        "fleet": fleet_size,
+        "batch": batch,
+        "large_over_small_tick": round(large / base, 2),
+        "ticks": ticks,
+        "cpus": os.cpu_count(),
+    }
 
 
 def main() -> int:
@@ -219,6 +251,7 @@ def main() -> int:
         help="instead: a real server with N streams on 1 s schedules; created and sent per s",
     )
     parser.add_argument("--duration", type=float, default=30.0, help="with --sent: window, s")
+    parser.add_argument("--json", action="store_true", help="print only the final JSON line")
     args = parser.parse_args()
     server_url = os.environ.get("DATABASE_URL")
     embedded = not server_url
@@ -232,7 +265,9 @@ def main() -> int:
             return 0
         url = create_database(server_url, "visant_bench")
         upgrade_to_head(url)
-        asyncio.run(bench(url, args.fleet, args.batch, min(args.sustained_due, args.fleet)))
+        due = min(args.sustained_due, args.fleet)
+        report = asyncio.run(bench(url, args.fleet, args.batch, due, args.json))
+        print(json.dumps(report))
     finally:
         if embedded:
             stop_embedded_postgres()

@@ -1,6 +1,7 @@
 """Benchmark `POST /v1/captures`: concurrent ~150 KB JPEG uploads, multipart vs base64 JSON.
 
     python -m scripts.bench.upload [--count 3000] [--concurrency 32] [--devices 20] [--triggers]
+    python -m scripts.bench.upload ... --json      # only the final JSON line
     python -m scripts.bench.upload --url http://host:8000 --device-id CAM --device-key vsk_...
 
 Without --url it starts its own server (`python -m cloud`) on a private embedded PostgreSQL
@@ -9,8 +10,12 @@ devices directly in the database and checks at the end that every 201 left exact
 With --url it uploads as one existing device (that server's rate limit applies).
 Uploads are event captures (trigger_id null, one INSERT each) unless --triggers: then each
 upload closes its own `sent` trigger (row lock, INSERT + UPDATE in one statement) and the
-end check also counts the executed triggers. The client is a lean asyncio HTTP/1.1 keep-alive
-client on pre-built request bytes, so the figures are the server's, not an HTTP library's.
+end check also counts the executed triggers. The floor, measured in the same run with the
+same client and multipart bodies, is scripts/bench/upload_floor.py (a bare Starlette endpoint
+that parses the body and writes the file); the final JSON line carries `uploads_per_s`,
+`floor_uploads_per_s`, `ratio` and `server_cpu_ms_per_upload` (multipart). The client is a
+lean asyncio HTTP/1.1 keep-alive client on pre-built request bytes, so the figures are the
+server's, not an HTTP library's.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
+from scripts.bench.upload_floor import FloorServer
 from scripts.bench.upload_server import PrivateServer
 
 TARGET_JPEG_BYTES = 150_000
@@ -225,14 +231,23 @@ async def bench(args: argparse.Namespace) -> int:
     finally:
         if server:
             server.close()
+    floor = await measure_floor(builder, devices, args)
     multipart, as_json = results
+    ours_cpu = multipart["cpu_ms_per_upload"].get("server")
     report = {
+        "uploads_per_s": multipart["uploads_per_s"],
+        "floor_uploads_per_s": floor["uploads_per_s"],
+        "ratio": round(multipart["uploads_per_s"] / floor["uploads_per_s"], 2),
+        "server_cpu_ms_per_upload": ours_cpu,
+        "floor_server_cpu_ms_per_upload": floor["cpu_ms_per_upload"]["server"],
+        "postgres_cpu_ms_per_upload": multipart["cpu_ms_per_upload"].get("postgres"),
         "image_bytes": len(image),
         "concurrency": args.concurrency,
         "devices": len(devices),
         "uploads_close_triggers": bool(args.triggers and server),
         "cpus": os.cpu_count(),
         "results": results,
+        "floor": floor,
         "multipart_over_json_uploads_per_s": round(
             multipart["uploads_per_s"] / as_json["uploads_per_s"], 2
         ),
@@ -243,8 +258,40 @@ async def bench(args: argparse.Namespace) -> int:
         report["stored_rows_ok"] = stored == expected
         if args.triggers:
             report["triggers_executed_ok"] = executed == expected
-    print(json.dumps(report, indent=2))
+    if not args.json:
+        for row in (*results, floor):
+            cpu = row["cpu_ms_per_upload"]
+            print(
+                f"{row['format']:>15}: {row['uploads_per_s']:7.1f} uploads/s  "
+                f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
+                f"cpu ms/upload {cpu}  errors {row['errors']}"
+            )
+        print(
+            f"multipart ours/floor: {report['uploads_per_s']} / {report['floor_uploads_per_s']}"
+            f" uploads/s = ratio {report['ratio']} (goal >= 0.6); server CPU "
+            f"{ours_cpu} ms/upload (goal <= 2, floor {report['floor_server_cpu_ms_per_upload']})"
+        )
+    print(json.dumps(report))
     return 0
+
+
+async def measure_floor(
+    builder: RequestBuilder, devices: list[tuple[str, str]], args: argparse.Namespace
+) -> dict:
+    """The same client and multipart bodies against scripts/bench/upload_floor.py."""
+    floor = FloorServer()
+    try:
+        prebuilt = [builder.build(k, d, "multipart", None) for d, k in devices]
+        request = lambda i: prebuilt[i % len(prebuilt)]  # noqa: E731
+        await run_phase("127.0.0.1", floor.port, request, WARMUP, args.concurrency, Phase("w"))
+        phase = Phase("floor multipart", image_bytes=len(builder.image))
+        phase.wire_bytes = sum(map(len, prebuilt[0]))
+        before = floor.cpu_seconds()
+        await run_phase("127.0.0.1", floor.port, request, args.count, args.concurrency, phase)
+        phase.cpu = {"server": floor.cpu_seconds() - before}
+        return phase.summary()
+    finally:
+        floor.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="each upload closes its own sent trigger (private server only)",
     )
+    parser.add_argument("--json", action="store_true", help="print only the final JSON line")
     parser.add_argument("--url", help="an already running server instead of a private one")
     parser.add_argument("--device-id", help="with --url: the device to upload as")
     parser.add_argument("--device-key", help="with --url: that device's key")

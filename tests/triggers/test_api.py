@@ -63,6 +63,15 @@ def test_open_manual_trigger_cap_answers_429_with_retry_after(
         assert int(refused.headers["Retry-After"]) >= 1
         assert "open manual triggers" in refused.json()["detail"]
 
+    with server.client() as client:
+        audit = client.get("/v1/audit", headers=user.headers).json()["entries"]
+    manual = [e for e in audit if e["action"] == "trigger.manual"]
+    # One entry per stored trigger, none for the refused one.
+    assert len(manual) == 2
+    assert {e["target"] for e in manual} == {device.device_id}
+    assert {e["actor_email"] for e in manual} == {user.email}
+    assert all(e["details"]["trigger_id"].startswith("trg_") for e in manual)
+
 
 def test_cancel_open_trigger_then_cancel_again_is_409(
     live_server: LiveServer, factory: Factory

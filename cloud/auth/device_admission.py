@@ -1,0 +1,93 @@
+"""A device's key checked and one of its events counted (upload, stream open) in one statement."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cloud.auth.service import checked_secret
+from cloud.core.config import Settings
+from cloud.core.db import DatabaseUnavailable
+from cloud.core.errors import ApiError
+from cloud.core.ids import DEVICE_ID
+from cloud.core.security import DEVICE_KEY_PREFIX, hash_secret
+from cloud.limits.counters import Limit, too_many
+from cloud.models import Device, DeviceStatus
+
+_CONNECTION_LOST = (
+    asyncpg.InterfaceError,  # the connection is closed
+    asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError: it was cut mid-query
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    OSError,
+)
+
+# Authenticate the key and count the event in one statement on the driver connection (asyncpg
+# keeps it prepared): the counter moves only for the key's own, active device, as when
+# authenticate_device and hit ran one after the other.
+_AUTHENTICATE_AND_COUNT = """
+    WITH d AS (
+        SELECT device_id, org_id, status, config, config_version, reported_config_version,
+               friendly_name FROM devices
+        WHERE key_hash = $1),
+    counted AS (
+        INSERT INTO rate_counters (key, window_start, count, expires_at)
+        SELECT $3, $4, 1, $5 FROM d WHERE d.device_id = $2 AND d.status = 'active'
+        ON CONFLICT (key, window_start) DO UPDATE SET count = rate_counters.count + 1
+        RETURNING count)
+    SELECT d.*, (SELECT count FROM counted) AS count
+    FROM d
+"""
+
+
+async def authenticate_and_count(
+    session: AsyncSession,
+    settings: Settings,
+    device_id: str,
+    device_key: str | None,
+    limit: Limit,
+    refusal: str,
+) -> Device:
+    """The device whose key was presented, its event counted against `limit`.
+
+    The same answers as authenticate_device (404 malformed id, 401 wrong or another
+    device's key, 403 not active) followed by 429 `refusal` over the limit. The Device is
+    detached (never added to a session) and carries the columns callers read: id, org,
+    status, config and its versions (sent, acknowledged), friendly name and key hash.
+    """
+    if not DEVICE_ID.match(device_id):
+        raise ApiError(404, "device not found")
+    key = checked_secret(device_key, DEVICE_KEY_PREFIX)
+    now = datetime.now(UTC)
+    start, end = limit.window_of(now)
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    key_hash = hash_secret(key, settings.secret_key)
+    try:
+        row = await driver.fetchrow(
+            _AUTHENTICATE_AND_COUNT, key_hash, device_id, limit.row_key(device_id), start, end
+        )
+    except _CONNECTION_LOST as exc:
+        # Unwrapped by SQLAlchemy on the driver connection: 503 (retry), as through the ORM.
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    if row is None or row["device_id"] != device_id:
+        raise ApiError(401, "invalid device key", {"WWW-Authenticate": "Bearer"})
+    if row["status"] != DeviceStatus.ACTIVE:
+        raise ApiError(403, f"device is {row['status']}")
+    wait = limit.wait_after(row["count"], now)
+    if wait is not None:
+        raise too_many(refusal, wait)
+    config = row["config"]
+    return Device(
+        device_id=row["device_id"],
+        org_id=row["org_id"],
+        status=DeviceStatus(row["status"]),
+        config=json.loads(config) if isinstance(config, str) else config,
+        config_version=row["config_version"],
+        reported_config_version=row["reported_config_version"],
+        friendly_name=row["friendly_name"],
+        key_hash=key_hash,
+    )

@@ -1,0 +1,115 @@
+"""The upload benchmark's floor: a bare Starlette endpoint doing the least an upload needs.
+
+    python -m scripts.bench.upload_floor --port 18200 --data-dir /tmp/floor
+
+`POST /v1/captures` parses the same multipart body with Starlette's own form parser, reads
+the metadata part as JSON and the image part as bytes, writes the image to a file under
+`--data-dir` and answers 201 `{"record_id", "evaluation_status"}` like the cloud. No
+database, no auth, no validation, no evaluation: whatever the cloud costs above this is ours,
+which scripts/bench/upload.py prints as a ratio. Same uvicorn (uvloop, httptools) and GC
+tuning as the cloud.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import uvicorn
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from cloud.core.process_tuning import raise_open_file_limit, tune_garbage_collector
+from scripts.bench.server import PROJECT_ROOT, START_TIMEOUT, free_port
+
+_ids = itertools.count()
+
+
+def build_app(data_dir: Path) -> Starlette:
+    async def upload(request: Request) -> JSONResponse:
+        form = await request.form(max_files=1, max_fields=4)
+        try:
+            image_part = form.get("image")
+            metadata = json.loads(str(form.get("metadata")))
+            assert isinstance(image_part, UploadFile)
+            image = await image_part.read()
+        finally:
+            await form.close()
+        record_id = f"cap_floor{os.getpid()}_{next(_ids)}"
+        (data_dir / f"{metadata['device_id']}_{record_id}.jpg").write_bytes(image)
+        return JSONResponse({"record_id": record_id, "evaluation_status": "none"}, 201)
+
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[Route("/v1/captures", upload, methods=["POST"]), Route("/health", health)]
+    )
+
+
+class FloorServer:
+    """This module as a child process on a free port, with its own temporary data dir."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="visant-bench-upload-floor-"))
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.bench.upload_floor", "--port", str(self.port)]
+            + ["--data-dir", str(self.root)],
+            cwd=PROJECT_ROOT,
+            stdout=sys.stderr,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).is_success:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.close()
+        raise SystemExit("upload floor server did not start")
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    args = parser.parse_args()
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    raise_open_file_limit()
+    tune_garbage_collector()
+    uvicorn.run(
+        build_app(args.data_dir),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )
+
+
+if __name__ == "__main__":
+    main()
