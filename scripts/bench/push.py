@@ -49,6 +49,7 @@ from scripts.bench.server import BENCH_SECRET, PROJECT_ROOT, free_port, start_se
 SETTLE_SECONDS = 5.0  # idle time before reading RSS (and idle CPU over it)
 DRAIN_SECONDS = 5.0  # wait for late events after the last trigger
 STORM_TIMEOUT = 90.0  # seconds a reconnect storm may take before it is reported unfinished
+STORM_PROFILE_SECONDS = 15  # py-spy's run over a reconnect storm (--py-spy-storm)
 BACKLOG_EVERY = 10  # one device in ten gets a trigger while its server is down
 
 
@@ -115,22 +116,7 @@ async def measure(
     profiler = None
     if args.py_spy and target.database_url is not None and not args.profiled:
         args.profiled = True  # the first cloud target only
-        profiler = subprocess.Popen(  # noqa: ASYNC220 - starting it is instant
-            [
-                "py-spy",
-                "record",
-                "--pid",
-                str(target.processes[0].pid),
-                "--format",
-                "raw",
-                "--duration",
-                str(int(args.duration)),
-                "--nonblocking",
-                "--output",
-                args.py_spy,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        profiler = start_profiler(target, args.py_spy, args.duration)
     cpu0, wall0 = target.cpu(), time.perf_counter()
     started, statuses, answered = await fire(target.ports, token, devices, args.rate, args.duration)
     for _ in range(int(DRAIN_SECONDS / 0.1)):
@@ -160,13 +146,36 @@ async def measure(
         "kib_per_idle_stream": round((rss_after - rss_before) / max(streams.opened, 1) / 1024, 1),
     }
     if args.storm:
-        result.update(await storm(target, streams, devices))
+        storm_profile = args.py_spy_storm if target.database_url is not None else None
+        result.update(await storm(target, streams, devices, storm_profile))
     await streams.close()
     await asyncio.to_thread(target.stop)
     return result
 
 
-async def storm(target: Target, streams: StreamClient, devices: list[str]) -> dict[str, Any]:
+def start_profiler(target: Target, output: str, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy (raw stacks) on the first server process for `seconds`."""
+    return subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(target.processes[0].pid),
+            "--format",
+            "raw",
+            "--duration",
+            str(max(1, int(seconds))),
+            "--nonblocking",
+            "--output",
+            output,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+
+
+async def storm(
+    target: Target, streams: StreamClient, devices: list[str], profile: str | None = None
+) -> dict[str, Any]:
     """Restart the servers under the open streams; time until all are back, backlog replayed."""
     streams.reconnect = True
     await asyncio.to_thread(target.stop)
@@ -176,12 +185,15 @@ async def storm(target: Target, streams: StreamClient, devices: list[str]) -> di
     began = time.perf_counter()
     await asyncio.to_thread(target.start)
     healthy_s = time.perf_counter() - began
+    profiler = start_profiler(target, profile, STORM_PROFILE_SECONDS) if profile else None
     deadline = began + STORM_TIMEOUT
     while time.perf_counter() < deadline:
         if streams.reopened >= streams.opened and set(backlog) <= streams.received.keys():
             break
         await asyncio.sleep(0.05)
     done = streams.reopened >= streams.opened and set(backlog) <= streams.received.keys()
+    if profiler is not None:
+        await asyncio.to_thread(profiler.wait)
     return {
         "reconnect_storm_s": round(time.perf_counter() - began, 1) if done else None,
         "storm_server_start_s": round(healthy_s, 1),
@@ -287,6 +299,9 @@ def main() -> int:
     parser.add_argument("--no-storm", dest="storm", action="store_false", help="skip the storm")
     parser.add_argument("--json", action="store_true", help="print only the final JSON line")
     parser.add_argument("--py-spy", metavar="FILE", help="profile the cloud while firing (raw)")
+    parser.add_argument(
+        "--py-spy-storm", metavar="FILE", help="profile the cloud in the reconnect storm (raw)"
+    )
     args = parser.parse_args()
     args.profiled = False
     raise_fd_limit()
