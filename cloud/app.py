@@ -40,6 +40,7 @@ from cloud.core.db import create_engine_for, create_session_factory
 from cloud.core.errors import install_error_handlers
 from cloud.core.logs import set_instance
 from cloud.hub.hub import CommandHub
+from cloud.hub.stream_open import StreamOpener
 from cloud.metrics.middleware import MetricsMiddleware
 from cloud.scheduling.scheduler import TriggerScheduler
 from cloud.triggers.reaper import Reaper
@@ -71,6 +72,7 @@ def build_components(app: FastAPI) -> list[BackgroundComponent]:
         extra_channels=listener_channels(app),
         on_listener_reconnect=app.state.console_broker.resync_all,
     )
+    app.state.stream_opener = StreamOpener(hub, sessions, settings)
     components: list[BackgroundComponent] = [
         hub,
         Reaper(sessions, settings.keepalive_seconds, settings.reaper_interval_seconds),

@@ -16,6 +16,7 @@ from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import DEVICE_ID
 from cloud.hub.hub import CommandHub
+from cloud.hub.stream_open import StreamOpener
 from cloud.models import Device, User, UserRole
 
 _bearer = HTTPBearer(auto_error=False)
@@ -41,6 +42,10 @@ async def get_hub(request: Request) -> CommandHub:
     return request.app.state.hub
 
 
+async def get_stream_opener(request: Request) -> StreamOpener:
+    return request.app.state.stream_opener
+
+
 async def get_snapshot_store(request: Request) -> SnapshotStore:
     return request.app.state.snapshot_store
 
@@ -52,6 +57,7 @@ async def get_token_cache(request: Request) -> TokenCache:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TokenCacheDep = Annotated[TokenCache, Depends(get_token_cache)]
 HubDep = Annotated[CommandHub, Depends(get_hub)]
+StreamOpenerDep = Annotated[StreamOpener, Depends(get_stream_opener)]
 StoreDep = Annotated[SnapshotStore, Depends(get_snapshot_store)]
 SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -73,6 +75,70 @@ async def authenticate_and_count(
     except _CONNECTION_LOST as exc:
         # Unwrapped by SQLAlchemy on the driver connection: 503 (retry), as through the ORM.
         raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    return admitted_device(row, device_id, key_hash, limit, now, refusal)
+
+
+# The same for a batch of stream opens: one row per presented key that matched a device, with
+# the asked device id beside it; each asked device is counted at most once (callers pass
+# distinct ids). Counter rows are written in device order, so concurrent batches cannot deadlock.
+_AUTHENTICATE_AND_COUNT_MANY = """
+    WITH asked AS (SELECT * FROM unnest($1::text[], $2::text[]) AS a(device_id, key_hash)),
+    d AS (
+        SELECT asked.device_id AS asked, devices.device_id, devices.org_id, devices.status,
+               devices.config, devices.config_version, devices.reported_config_version,
+               devices.friendly_name
+        FROM asked JOIN devices ON devices.key_hash = asked.key_hash),
+    counted AS (
+        INSERT INTO rate_counters (key, window_start, count, expires_at)
+        SELECT $3 || d.device_id, $4, 1, $5 FROM d
+        WHERE d.device_id = d.asked AND d.status = 'active'
+        ORDER BY d.device_id
+        ON CONFLICT (key, window_start) DO UPDATE SET count = rate_counters.count + 1
+        RETURNING key, count)
+    SELECT d.*, counted.count FROM d LEFT JOIN counted ON counted.key = $3 || d.device_id
+"""
+
+
+async def authenticate_and_count_many(
+    driver: Any,
+    settings: Settings,
+    presented: Sequence[tuple[str, str]],
+    limit: Limit,
+    refusal: str,
+) -> dict[str, Device | ApiError]:
+    """authenticate_and_count for many (device_id, key_hash) at once, in one statement on
+    `driver` (an asyncpg connection): each distinct device id's Device or the ApiError it gets."""
+    now = datetime.now(UTC)
+    start, end = limit.window_of(now)
+    rows = await driver.fetch(
+        _AUTHENTICATE_AND_COUNT_MANY,
+        [device_id for device_id, _ in presented],
+        [key_hash for _, key_hash in presented],
+        limit.row_key(""),
+        start,
+        end,
+    )
+    by_asked = {row["asked"]: row for row in rows if row["asked"] == row["device_id"]}
+    answers: dict[str, Device | ApiError] = {}
+    for device_id, key_hash in presented:
+        try:
+            answers[device_id] = admitted_device(
+                by_asked.get(device_id), device_id, key_hash, limit, now, refusal
+            )
+        except ApiError as refused:
+            answers[device_id] = refused
+    return answers
+
+
+def admitted_device(
+    row: Mapping[str, Any] | None,
+    device_id: str,
+    key_hash: str,
+    limit: Limit,
+    now: datetime,
+    refusal: str,
+) -> Device:
+    """The Device of an admission row, or the ApiError its key, status or count gives."""
     if row is None or row["device_id"] != device_id:
         raise ApiError(401, "invalid device key", {"WWW-Authenticate": "Bearer"})
     if row["status"] != DeviceStatus.ACTIVE:

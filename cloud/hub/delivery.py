@@ -47,25 +47,32 @@ def needs_config(device: Device) -> bool:
     return reported is None or reported < device.config_version
 
 
-async def backlog_envelopes(session: AsyncSession, device: Device) -> list[dict[str, Any]]:
-    """What a (re)connecting device is owed, in order: unacked config, then open triggers."""
-    envelopes: list[dict[str, Any]] = []
-    if needs_config(device):
-        envelopes.append(config_envelope(device))
+async def backlog_envelopes(
+    session: AsyncSession, devices: Sequence[Device]
+) -> dict[str, list[dict[str, Any]]]:
+    """What each (re)connecting device is owed, in order: unacked config, then open triggers,
+    then open device commands. Two queries whatever the number of devices (a reconnect storm
+    opens them in batches)."""
+    owed: dict[str, list[dict[str, Any]]] = {
+        device.device_id: [config_envelope(device)] if needs_config(device) else []
+        for device in devices
+    }
+    ids = list(owed)
     # Columns, not ORM objects: the open path runs 10,000 times in a reconnect storm.
     rows = await session.execute(
-        sa.select(*_ENVELOPE_COLUMNS)
+        sa.select(Trigger.device_id, *_ENVELOPE_COLUMNS)
         .where(
-            Trigger.device_id == device.device_id,
+            Trigger.device_id == sa.any_(_ids(ids)),
             Trigger.status.in_(OPEN_TRIGGER_STATUSES),
             Trigger.expires_at > sa.func.now(),
         )
         .order_by(Trigger.created_at, Trigger.trigger_id)
     )
-    envelopes.extend(capture_envelope(row) for row in rows)  # type: ignore[arg-type]
-    commands = await open_commands_for(session, [device.device_id])
-    envelopes.extend(device_command_envelope(command) for command in commands)
-    return envelopes
+    for row in rows:
+        owed[row.device_id].append(capture_envelope(row))  # type: ignore[arg-type]
+    for command in await open_commands_for(session, ids):
+        owed[command.device_id].append(device_command_envelope(command))
+    return owed
 
 
 async def open_triggers_for(session: AsyncSession, device_ids: Sequence[str]) -> list[Trigger]:

@@ -74,54 +74,57 @@ async def forget_dead_instances(session: AsyncSession, keepalive_seconds: float)
 PRESENCE_CHANNEL = "visant_presence"
 
 
-# One statement: the claim's database time, the presence row, last_seen_at, the NOTIFY
-# telling an older stream elsewhere to close (was four round trips per stream open) and the
-# console's "online" event.
+# One statement for a batch of opens: each claim's database time, the presence rows,
+# last_seen_at, the NOTIFY per device telling an older stream elsewhere to close and the
+# console's "online" events. Rows are claimed in device order, so concurrent batches on two
+# instances cannot deadlock.
 _CLAIM = sa.text(
     f"""
     WITH moment AS (SELECT clock_timestamp() AS at),
+    asked AS (SELECT * FROM unnest(:devices, :streams) AS a(device_id, stream_id)),
     claim AS (
         INSERT INTO device_connections (device_id, instance_id, stream_id, connected_at)
-        SELECT CAST(:device_id AS text), CAST(:instance_id AS text), CAST(:stream_id AS text),
-               moment.at FROM moment
+        SELECT asked.device_id, CAST(:instance_id AS text), asked.stream_id, moment.at
+        FROM asked, moment ORDER BY asked.device_id
         ON CONFLICT (device_id) DO UPDATE SET instance_id = excluded.instance_id,
             stream_id = excluded.stream_id, connected_at = excluded.connected_at
-        RETURNING connected_at),
+        RETURNING device_id, stream_id, connected_at),
     seen AS (
         UPDATE devices SET last_seen_at = (SELECT at FROM moment)
-        WHERE device_id = CAST(:device_id AS text) RETURNING org_id)
-    SELECT claim.connected_at,
+        FROM asked WHERE devices.device_id = asked.device_id
+        RETURNING devices.device_id, devices.org_id)
+    SELECT claim.device_id, claim.connected_at,
            pg_notify(:channel, json_build_object(
-               'device_id', CAST(:device_id AS text), 'stream_id', CAST(:stream_id AS text),
+               'device_id', claim.device_id, 'stream_id', claim.stream_id,
                'instance_id', CAST(:instance_id AS text),
                'claimed_at', extract(epoch FROM claim.connected_at))::text),
-           {presence_event_sql("seen.org_id", "CAST(:device_id AS text)", online=True)}
-    FROM claim LEFT JOIN seen ON true
+           {presence_event_sql("seen.org_id", "claim.device_id", online=True)}
+    FROM claim LEFT JOIN seen ON seen.device_id = claim.device_id
     """
-)
+).bindparams(sa.bindparam("devices", type_=_TEXT_ARRAY), sa.bindparam("streams", type_=_TEXT_ARRAY))
 
 
 async def claim_presence(
-    session: AsyncSession, device_id: str, instance_id: str, stream_id: str
-) -> float:
-    """Make this stream the device's live one and tell older streams elsewhere to close.
+    session: AsyncSession, instance_id: str, streams: Sequence[tuple[str, str]]
+) -> dict[str, float]:
+    """Make these (device_id, stream_id) the devices' live streams; tell older ones to close.
 
-    Returns the claim's database time (epoch seconds): a later claim wins, whatever order the
+    Returns each claim's database time (epoch seconds): a later claim wins, whatever order the
     notifications arrive in. The upsert waits for a trigger request that read the old row FOR
     SHARE, so a backlog read after this claim sees every command routed to the old holder.
+    Device ids must be distinct.
     """
-    claimed_at = await session.scalar(
+    rows = await session.execute(
         _CLAIM,
         {
-            "device_id": device_id,
+            "devices": [device_id for device_id, _ in streams],
+            "streams": [stream_id for _, stream_id in streams],
             "instance_id": instance_id,
-            "stream_id": stream_id,
             "channel": PRESENCE_CHANNEL,
             "events": EVENTS_CHANNEL,
         },
     )
-    assert claimed_at is not None
-    return claimed_at.timestamp()
+    return {device_id: claimed_at.timestamp() for device_id, claimed_at, _, _ in rows}
 
 
 # The rows deleted are the devices now offline: each is announced to the console.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -320,3 +321,45 @@ def test_rotating_the_key_closes_the_stream_it_opened(
             assert again.status_code == 401
     finally:
         reader.close()
+
+
+def test_concurrent_opens_each_get_their_own_backlog_or_refusal(
+    live_server: LiveServer, factory: Factory
+) -> None:
+    """Opens arriving together are opened in one batch: each answer is still its own."""
+    user = factory.user()
+    devices = [factory.device(org_id=user.org_id, reported_config_version=1) for _ in range(30)]
+    suspended = factory.device(org_id=user.org_id, status="suspended")
+    owed: dict[str, str] = {}
+    with live_server.client() as client:
+        for device in devices:
+            response = client.post(
+                f"/v1/devices/{device.device_id}/trigger", json={}, headers=user.headers
+            )
+            owed[device.device_id] = response.json()["trigger_id"]
+    polls = [(device.device_id, device.headers, 200) for device in devices]
+    polls.append((devices[0].device_id, devices[0].headers, 200))  # the same device twice
+    polls.append((devices[1].device_id, devices[2].headers, 401))  # another device's key
+    polls.append((devices[3].device_id, {"Authorization": "Bearer vsk_" + "y" * 43}, 401))
+    polls.append((suspended.device_id, suspended.headers, 403))
+
+    async def poll_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as client:
+            return await asyncio.gather(
+                *(
+                    client.get(
+                        f"/v1/devices/{device_id}/commands/poll",
+                        params={"wait": 0},
+                        headers=headers,
+                    )
+                    for device_id, headers, _ in polls
+                )
+            )
+
+    for (device_id, _, expected), response in zip(polls, asyncio.run(poll_all()), strict=True):
+        assert response.status_code == expected, (device_id, response.text)
+        if expected == 200:
+            commands = response.json()["commands"]
+            assert [c["command_id"] for c in commands] == [owed[device_id]], device_id
+        else:
+            assert isinstance(response.json()["detail"], str)

@@ -13,8 +13,8 @@ from cloud.api.deps import (
     CurrentDevice,
     HubDep,
     SessionDep,
-    SessionFactoryDep,
     SettingsDep,
+    StreamOpenerDep,
 )
 from cloud.api.schemas.errors import responses
 from cloud.api.schemas.triggers import (
@@ -30,7 +30,6 @@ from cloud.core.ids import COMMAND_ID, TRIGGER_ID
 from cloud.hub.delivery import record_config_ack
 from cloud.hub.hub import CommandHub, LocalStream
 from cloud.hub.mailbox import Command, StreamClosed
-from cloud.hub.stream_open import open_device_stream
 from cloud.hub.stream_response import CommandStreamResponse
 from cloud.hub.stream_sse_starlette import sse_starlette_response
 from cloud.models import TriggerStatus
@@ -55,7 +54,7 @@ async def command_stream(
     request: Request,
     token: BearerToken,
     hub: HubDep,
-    sessions: SessionFactoryDep,
+    opener: StreamOpenerDep,
     settings: SettingsDep,
 ) -> Response:
     """The device's SSE command stream: backlog first, then live commands."""
@@ -64,7 +63,7 @@ async def command_stream(
         raise ApiError(400, "invalid Last-Event-ID")
     # The backlog is every open command whatever Last-Event-ID says: a command written before
     # the link broke may never have reached the device, and the device dedupes by command id.
-    stream = await open_device_stream(hub, sessions, settings, device_id, token)
+    stream = await opener.open(device_id, token)
     respond = (
         sse_starlette_response
         if settings.stream_impl == StreamImpl.SSE_STARLETTE
@@ -86,12 +85,11 @@ async def poll_commands(
     device_id: str,
     token: BearerToken,
     hub: HubDep,
-    sessions: SessionFactoryDep,
-    settings: SettingsDep,
+    opener: StreamOpenerDep,
     wait: Annotated[float, Query(ge=0, le=MAX_POLL_WAIT)] = DEFAULT_POLL_WAIT,
 ) -> Response:
     """Long-poll fallback: the same envelopes as the stream, as soon as there is one."""
-    stream = await open_device_stream(hub, sessions, settings, device_id, token)
+    stream = await opener.open(device_id, token)
     commands: list[Command] = []
     try:
         first = await stream.mailbox.next(wait)
