@@ -63,21 +63,34 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DatabaseUnavailable)
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-        if not is_database_unavailable(exc):
-            return _internal_error(request, exc)
-        # A client may retry this: the database is down or restarting, nothing here is broken.
-        logger.warning(
-            "%s on %s %s: %s", DATABASE_UNAVAILABLE, request.method, request.url.path, exc
-        )
-        return JSONResponse(
-            {"detail": DATABASE_UNAVAILABLE},
-            status_code=503,
-            headers={"Retry-After": DATABASE_RETRY_AFTER},
-        )
+        return database_error_response(exc, request.method, request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return _internal_error(request, exc)
+        return _internal_error(request.method, request.url.path, exc)
+
+
+def error_response(exc: Exception, method: str, path: str) -> JSONResponse:
+    """What the handlers above answer for `exc`, for routes served outside FastAPI."""
+    if isinstance(exc, ApiError):
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+    if isinstance(exc, DatabaseUnavailable | DBAPIError):
+        return database_error_response(exc, method, path)
+    return _internal_error(method, path, exc)
+
+
+def database_error_response(exc: Exception, method: str, path: str) -> JSONResponse:
+    if not is_database_unavailable(exc):
+        return _internal_error(method, path, exc)
+    # A client may retry this: the database is down or restarting, nothing here is broken.
+    logger.warning("%s on %s %s: %s", DATABASE_UNAVAILABLE, method, path, exc)
+    return JSONResponse(
+        {"detail": DATABASE_UNAVAILABLE},
+        status_code=503,
+        headers={"Retry-After": DATABASE_RETRY_AFTER},
+    )
 
 
 def _first_problem(errors: list[dict[str, object]]) -> str:
@@ -97,6 +110,6 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+def _internal_error(method: str, path: str, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", method, path, exc_info=exc)
     return JSONResponse({"detail": "internal server error"}, status_code=500)

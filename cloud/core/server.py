@@ -9,6 +9,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from cloud.core.config import Settings
 from cloud.core.tcp import TcpOptions
@@ -53,7 +54,7 @@ class VisantServer(uvicorn.Server):
 
 
 def uvicorn_config(
-    app: FastAPI,
+    app: ASGIApp,
     host: str,
     port: int,
     log_level: str,

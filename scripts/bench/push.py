@@ -50,6 +50,7 @@ SETTLE_SECONDS = 5.0  # idle time before reading RSS (and idle CPU over it)
 DRAIN_SECONDS = 5.0  # wait for late events after the last trigger
 STORM_TIMEOUT = 90.0  # seconds a reconnect storm may take before it is reported unfinished
 STORM_PROFILE_SECONDS = 15  # py-spy's run over a reconnect storm (--py-spy-storm)
+STORM_PROGRESS_EVERY = 1.0  # seconds between the storm's (elapsed, streams back) samples
 BACKLOG_EVERY = 10  # one device in ten gets a trigger while its server is down
 
 
@@ -187,9 +188,13 @@ async def storm(
     healthy_s = time.perf_counter() - began
     profiler = start_profiler(target, profile, STORM_PROFILE_SECONDS) if profile else None
     deadline = began + STORM_TIMEOUT
+    progress: list[tuple[float, int]] = []  # (seconds since the restart, streams back)
     while time.perf_counter() < deadline:
         if streams.reopened >= streams.opened and set(backlog) <= streams.received.keys():
             break
+        elapsed = time.perf_counter() - began
+        if not progress or elapsed - progress[-1][0] >= STORM_PROGRESS_EVERY:
+            progress.append((round(elapsed, 1), streams.reopened))
         await asyncio.sleep(0.05)
     done = streams.reopened >= streams.opened and set(backlog) <= streams.received.keys()
     if profiler is not None:
@@ -200,6 +205,7 @@ async def storm(
         "storm_reopened": streams.reopened,
         "storm_backlog": len(backlog),
         "storm_backlog_lost": len(set(backlog) - streams.received.keys()),
+        "storm_progress": progress,
     }
 
 

@@ -363,3 +363,32 @@ def test_concurrent_opens_each_get_their_own_backlog_or_refusal(
             assert [c["command_id"] for c in commands] == [owed[device_id]], device_id
         else:
             assert isinstance(response.json()["detail"], str)
+
+
+def test_fast_path_refuses_like_the_fastapi_route(
+    live_server: LiveServer, factory: Factory
+) -> None:
+    """uvicorn serves the stream through cloud/api/stream_fast_path.py; the FastAPI route it
+    stands in front of (in-process ASGI callers) gives the same refusals."""
+    device = factory.device()
+    url = f"/v1/devices/{device.device_id}/commands"
+    cases = [
+        (url, {}),
+        (url, {"Authorization": "Basic abc"}),
+        (url, {"Authorization": "Bearer"}),
+        (url, {"Authorization": "Bearer not-a-key"}),
+        ("/v1/devices/not*an*id/commands", device.headers),
+        (url, {**device.headers, "Last-Event-ID": "'; drop table"}),
+    ]
+
+    async def in_process() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=live_server.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            return [await client.get(path, headers=headers) for path, headers in cases]
+
+    with httpx.Client(base_url=live_server.url, timeout=5) as client:
+        served = [client.get(path, headers=headers) for path, headers in cases]
+    for (path, headers), fast, routed in zip(cases, served, asyncio.run(in_process()), strict=True):
+        assert fast.status_code in (400, 401, 404), (path, headers, fast.text)
+        assert (fast.status_code, fast.json()) == (routed.status_code, routed.json())
+        assert fast.headers.get("www-authenticate") == routed.headers.get("www-authenticate")

@@ -24,12 +24,13 @@ from cloud.api.schemas.triggers import (
     FailureReport,
     FailureResponse,
 )
-from cloud.core.config import StreamImpl
+from cloud.core.config import Settings, StreamImpl
 from cloud.core.errors import ApiError
 from cloud.core.ids import COMMAND_ID, TRIGGER_ID
 from cloud.hub.delivery import record_config_ack
 from cloud.hub.hub import CommandHub, LocalStream
 from cloud.hub.mailbox import Command, StreamClosed
+from cloud.hub.stream_open import StreamOpener
 from cloud.hub.stream_response import CommandStreamResponse
 from cloud.hub.stream_sse_starlette import sse_starlette_response
 from cloud.models import TriggerStatus
@@ -58,7 +59,22 @@ async def command_stream(
     settings: SettingsDep,
 ) -> Response:
     """The device's SSE command stream: backlog first, then live commands."""
-    last_event_id = request.headers.get("last-event-id")
+    # Served by cloud/api/stream_fast_path.py under uvicorn; this route documents it and
+    # serves in-process ASGI callers.
+    return await open_command_stream(
+        hub, opener, settings, device_id, token, request.headers.get("last-event-id")
+    )
+
+
+async def open_command_stream(
+    hub: CommandHub,
+    opener: StreamOpener,
+    settings: Settings,
+    device_id: str,
+    token: str | None,
+    last_event_id: str | None,
+) -> Response:
+    """The stream's response, its backlog read; raises the ApiError of a refused open."""
     if last_event_id and not COMMAND_ID.match(last_event_id):
         raise ApiError(400, "invalid Last-Event-ID")
     # The backlog is every open command whatever Last-Event-ID says: a command written before
