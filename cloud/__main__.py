@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from cloud.accounts.cli import COMMANDS, add_account_commands, run_account_command
 from cloud.accounts.database import database_url_for, uses_embedded
-from cloud.api.stream_fast_path import StreamFastPath
+from cloud.api.fast_paths import FastPaths
 from cloud.app import create_app
 from cloud.core.config import Settings
 from cloud.core.database_url import stop_embedded_postgres
@@ -65,7 +65,7 @@ def serve(settings: Settings) -> int:
         database_url = database_url_for(settings)
         app = create_app(settings, database_url)
         config = uvicorn_config(
-            StreamFastPath(app),
+            FastPaths(app),
             settings.host,
             settings.port,
             settings.log_level,

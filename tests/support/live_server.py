@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import httpx
 from fastapi import FastAPI
 
-from cloud.api.stream_fast_path import StreamFastPath
+from cloud.api.fast_paths import FastPaths
 from cloud.app import create_app
 from cloud.core.config import Settings
 from cloud.core.server import VisantServer, uvicorn_config
@@ -36,7 +36,7 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.app = create_app(self.settings, self.database_url)
-        config = uvicorn_config(StreamFastPath(self.app), "127.0.0.1", self.port, "warning")
+        config = uvicorn_config(FastPaths(self.app), "127.0.0.1", self.port, "warning")
         self._server = VisantServer(config, self.app)
         self._thread = threading.Thread(target=self._server.run, name="live-server", daemon=True)
         self._thread.start()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
+from cloud.models import UserRole
 from tests.support.factories import Factory
 from tests.support.live_server import LiveServer
 from tests.support.streams import StreamReader
@@ -162,3 +165,55 @@ def test_connected_lists_only_own_org_devices_with_a_live_stream(
         while client.get("/v1/devices/connected", headers=user.headers).json()["devices"]:
             assert time.monotonic() < deadline, "disconnected device still listed"
             time.sleep(0.05)
+
+
+def test_trigger_fast_path_answers_like_the_route(
+    live_server: LiveServer, factory: Factory
+) -> None:
+    """uvicorn serves parsed manual triggers in cloud/api/trigger_fast_path.py and hands the
+    rest to the FastAPI route: both kinds answer with the route's statuses and JSON, counted
+    under the route's template."""
+    operator = factory.user(role=UserRole.OPERATOR)
+    viewer = factory.user(org_id=operator.org_id, role=UserRole.VIEWER)
+    device = factory.device(org_id=operator.org_id)
+    path = f"/v1/devices/{device.device_id}/trigger"
+    as_json = {**operator.headers, "Content-Type": "application/json; charset=utf-8"}
+    oversized = json.dumps({"label": "x" * (65 * 1024)}).encode()
+    cases: list[tuple[str, dict[str, str], bytes | None, int]] = [
+        (path, operator.headers, None, 200),  # no body: the defaults
+        (path, as_json, b'{"label": "door", "ttl_seconds": 60}', 200),
+        (path, {"Authorization": "Bearer vu_not-a-token"}, b"{}", 401),
+        (path, {"Authorization": "Basic abc"}, b"{}", 401),
+        (path, viewer.headers, b"{}", 403),
+        (f"/v1/devices/{factory.device().device_id}/trigger", operator.headers, b"{}", 404),
+        ("/v1/devices/bad*id/trigger", operator.headers, b"{}", 404),
+        (path, as_json, b'{"label": ', 422),
+        (path, as_json, b"null", 200),  # FastAPI reads `null` as no body
+        (path, {**operator.headers, "Content-Type": "text/plain"}, b'{"label": "x"}', 422),
+        (path, as_json, oversized, 413),
+    ]
+    with live_server.client() as client:
+        before = _requests(client, "200") + _requests(client, "422")
+        answers = [
+            client.post(url, headers=headers, content=body) for url, headers, body, _ in cases
+        ]
+        after = _requests(client, "200") + _requests(client, "422")
+    for (url, headers, body, expected), answer in zip(cases, answers, strict=True):
+        assert answer.status_code == expected, (url, headers, body, answer.text)
+        assert isinstance(answer.json(), dict), answer.text
+        if expected == 200:
+            assert answer.json()["status"] == "pending"
+            assert answer.json()["trigger_id"].startswith("trg_")
+        else:
+            assert isinstance(answer.json()["detail"], str), answer.text
+    assert answers[2].headers["www-authenticate"] == "Bearer"
+    assert after - before == 5  # three 200s, two 422s: both paths count under the template
+
+
+def _requests(client: httpx.Client, status: str) -> float:
+    wanted = {"route": "/v1/devices/{device_id}/trigger", "method": "POST", "status": status}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "visant_http_requests_total" and sample.labels == wanted:
+                return sample.value
+    return 0.0

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.api.deps import (
     CurrentUser,
@@ -26,9 +27,11 @@ from cloud.api.schemas.triggers import (
     TriggerList,
     TriggerOut,
 )
+from cloud.core.config import Settings
 from cloud.core.schema_types import DeviceId, UtcDateTime
+from cloud.hub.hub import CommandHub
 from cloud.hub.presence import connected_devices_of_org
-from cloud.models import TriggerStatus, TriggerType
+from cloud.models import TriggerStatus, TriggerType, User
 from cloud.triggers.service import (
     CANCELLED_ERROR,
     TriggerFilter,
@@ -71,6 +74,20 @@ async def trigger_device(
 
     The body is optional: none (or `{}`) means no label and the default time to live.
     """
+    # Served by cloud/api/trigger_fast_path.py under uvicorn when the request parses; this
+    # route documents it, answers what does not parse, and serves in-process ASGI callers.
+    return await manual_trigger(session, settings, hub, user, device_id, body)
+
+
+async def manual_trigger(
+    session: AsyncSession,
+    settings: Settings,
+    hub: CommandHub,
+    user: User,
+    device_id: str,
+    body: ManualTriggerRequest | None,
+) -> JSONResponse:
+    """Store the trigger, commit, and wait up to `delivery_wait_seconds` for its `sent`."""
     body = body or ManualTriggerRequest()
     trigger = await request_manual_trigger(
         session,
