@@ -95,11 +95,22 @@ def _timed_out_is_unavailable(context: ExceptionContext) -> Exception | None:
 @contextlib.asynccontextmanager
 async def driver_statements(connection: AsyncConnection) -> AsyncIterator[Any]:
     """The asyncpg connection under ``connection``, for statements sent past SQLAlchemy (hot
-    paths). A timeout or a lost connection there is handled as SQLAlchemy would have: the
-    connection is invalidated, not pooled again, and the request fails as 503."""
-    driver = (await connection.get_raw_connection()).driver_connection
+    paths), inside the connection's transaction (begun here if it was not). A timeout or a
+    lost connection there is handled as SQLAlchemy would have: the connection is invalidated,
+    not pooled again, and the request fails as 503."""
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
     assert driver is not None
     try:
+        adapter = raw.dbapi_connection
+        if adapter._transaction is None:
+            # SQLAlchemy's asyncpg adapter sends BEGIN lazily, before its own first statement;
+            # statements sent past it would each commit alone (an advisory xact lock released
+            # at once, a rollback undoing nothing). Begun here and handed to the adapter (as
+            # its own BEGIN would be), the transaction is the session's to commit or roll back.
+            transaction = driver.transaction()
+            await transaction.start()
+            adapter._transaction = transaction
         yield driver
     except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
         if isinstance(exc, asyncpg.InterfaceError) and not driver.is_closed():

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
-from cloud.core.db import DatabaseUnavailable, log_worker_failure
+from cloud.core.config import Settings
+from cloud.core.db import (
+    DatabaseUnavailable,
+    create_engine_for,
+    create_session_factory,
+    driver_statements,
+    log_worker_failure,
+)
 
 logger = logging.getLogger("tests.worker")
 
@@ -32,3 +40,39 @@ def test_other_failures_keep_their_traceback(caplog: pytest.LogCaptureFixture) -
     [record] = caplog.records
     assert record.levelno == logging.ERROR
     assert record.exc_info is not None
+
+
+def test_driver_statements_run_in_the_sessions_transaction(
+    database_url: str, settings: Settings
+) -> None:
+    """Statements sent past SQLAlchemy's adapter (which begins lazily) are still inside the
+    session's transaction: held locks last until commit, and a rollback undoes them."""
+
+    async def scenario() -> tuple[bool, int, int]:
+        engine = create_engine_for(database_url, settings)
+        sessions = create_session_factory(engine)
+        try:
+            async with sessions() as session:
+                async with driver_statements(await session.connection()) as driver:
+                    await driver.execute("CREATE TEMP TABLE probe (n int) ON COMMIT PRESERVE ROWS")
+                    await driver.execute("INSERT INTO probe VALUES (1)")
+                    in_transaction = driver.is_in_transaction()
+                await session.rollback()
+                async with driver_statements(await session.connection()) as driver:
+                    # The rollback took the table with it; a fresh transaction runs here.
+                    missing = await driver.fetchval(
+                        "SELECT count(*) FROM pg_tables WHERE tablename = 'probe'"
+                    )
+                    await driver.execute("SELECT pg_advisory_xact_lock(4242)")
+                    held = await driver.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242"
+                    )
+                await session.commit()
+            return in_transaction, missing, held
+        finally:
+            await engine.dispose()
+
+    in_transaction, missing, held = asyncio.run(scenario())
+    assert in_transaction
+    assert missing == 0
+    assert held == 1
