@@ -33,15 +33,16 @@ async def serve_trigger(
 ) -> None:
     state = app.state
     headers = first_headers(scope)
-    body, complete = await _read_body(receive, headers, state.settings.max_json_body_bytes)
+    limit = state.settings.max_json_body_bytes
+    body, more_body = await _read_body(receive, headers, limit)
     if body is None:  # the client left while sending
         return
     token = bearer_token(headers.get(b"authorization"))
     request = None
-    if complete and token is not None and DEVICE_ID.match(device_id):
+    if not more_body and len(body) <= limit and token is not None and DEVICE_ID.match(device_id):
         request = _parsed(body, headers.get(b"content-type"))
     if request is None:
-        await app(scope, _replay(body, complete, receive), send)
+        await app(scope, _replay(body, more_body, receive), send)
         return
     await _serve(app, device_id, token, request, scope, receive, send)
 
@@ -84,11 +85,11 @@ async def _serve(
 async def _read_body(
     receive: Receive, headers: dict[bytes, bytes], limit: int
 ) -> tuple[bytes | None, bool]:
-    """(what arrived, whether that is the whole body); stops early past `limit` bytes, or
-    without reading when Content-Length already says so. (None, False): the client left."""
+    """(what was read, whether more body follows). Reading stops once past `limit` bytes, and
+    does not start when Content-Length already says so. (None, False): the client left."""
     declared = header_text(headers.get(b"content-length"))
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        return b"", False
+        return b"", True
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -98,13 +99,12 @@ async def _read_body(
         chunk = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), size <= limit
-        if size > limit:
-            return b"".join(chunks), False
+        more_body = bool(message.get("more_body", False))
+        if not more_body or size > limit:
+            return b"".join(chunks), more_body
 
 
-def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
+def _replay(body: bytes, more_body: bool, receive: Receive) -> Receive:
     """`receive` with what was already read given back first."""
     replayed = False
 
@@ -113,7 +113,7 @@ def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
         if replayed:
             return await receive()
         replayed = True
-        return {"type": "http.request", "body": body, "more_body": not complete}
+        return {"type": "http.request", "body": body, "more_body": more_body}
 
     return replaying_receive
 

@@ -198,6 +198,10 @@ def test_trigger_fast_path_answers_like_the_route(
             client.post(url, headers=headers, content=body) for url, headers, body, _ in cases
         ]
         after = _requests(client, "200") + _requests(client, "422")
+        chunked_over = client.post(path, headers=as_json, content=iter([oversized[:40_000]] * 2))
+        chunked_ok = client.post(path, headers=as_json, content=iter([b'{"label":', b' "d"}']))
+    assert chunked_over.status_code == 413, chunked_over.text
+    assert chunked_ok.status_code == 200, chunked_ok.text
     for (url, headers, body, expected), answer in zip(cases, answers, strict=True):
         assert answer.status_code == expected, (url, headers, body, answer.text)
         assert isinstance(answer.json(), dict), answer.text
