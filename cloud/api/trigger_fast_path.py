@@ -10,19 +10,16 @@ app's handlers answer them.
 
 from __future__ import annotations
 
-import time
-
 from fastapi import FastAPI
 from pydantic import ValidationError
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from cloud.api.raw_request import bearer_token, first_headers, header_text
+from cloud.api.raw_request import answer, bearer_token, first_headers, header_text
 from cloud.api.routes.triggers import manual_trigger
 from cloud.api.schemas.triggers import ManualTriggerRequest
 from cloud.auth.service import authenticate_user, require_role
-from cloud.core.errors import error_response
 from cloud.core.ids import DEVICE_ID
-from cloud.metrics.registry import HTTP_DURATION, HTTP_REQUESTS
 from cloud.models import UserRole
 
 ROUTE = "/v1/devices/{device_id}/trigger"  # the metric label the FastAPI route would give
@@ -57,29 +54,16 @@ async def _serve(
     send: Send,
 ) -> None:
     state = app.state
-    began = time.perf_counter()
-    status = 500
 
-    async def counted_send(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        await send(message)
+    async def respond() -> Response:
+        async with state.session_factory() as session:
+            user = await authenticate_user(session, state.settings, token, state.token_cache)
+            require_role(user, UserRole.OPERATOR)
+            return await manual_trigger(
+                session, state.settings, state.hub, user, device_id, request
+            )
 
-    try:
-        try:
-            async with state.session_factory() as session:
-                user = await authenticate_user(session, state.settings, token, state.token_cache)
-                require_role(user, UserRole.OPERATOR)
-                response = await manual_trigger(
-                    session, state.settings, state.hub, user, device_id, request
-                )
-        except Exception as exc:  # noqa: BLE001 - answered as the app's handlers would
-            response = error_response(exc, "POST", scope["path"])
-        await response(scope, receive, counted_send)
-    finally:
-        HTTP_REQUESTS.labels(ROUTE, "POST", str(status)).inc()
-        HTTP_DURATION.labels(ROUTE, "POST").observe(time.perf_counter() - began)
+    await answer(respond, ROUTE, scope, receive, send)
 
 
 async def _read_body(

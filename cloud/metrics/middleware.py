@@ -56,9 +56,13 @@ class MetricsMiddleware:
     @staticmethod
     def _observe(scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", None) or "unmatched"
-        method = scope.get("method", "GET")
-        HTTP_REQUESTS.labels(route, method, str(status)).inc()
-        if not route.endswith(STREAMING_SUFFIXES):
-            HTTP_DURATION.labels(route, method).observe(seconds)
-        if (method, route) == UPLOAD_ROUTE and status >= 400:
-            UPLOAD_REFUSALS.labels(refusal_reason(status)).inc()
+        observe_request(route, scope.get("method", "GET"), status, seconds)
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one request under its route template (also for routes served outside FastAPI)."""
+    HTTP_REQUESTS.labels(route, method, str(status)).inc()
+    if not route.endswith(STREAMING_SUFFIXES):
+        HTTP_DURATION.labels(route, method).observe(seconds)
+    if (method, route) == UPLOAD_ROUTE and status >= 400:
+        UPLOAD_REFUSALS.labels(refusal_reason(status)).inc()
