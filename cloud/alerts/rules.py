@@ -32,6 +32,22 @@ def _zoned_rules(config: dict[str, Any] | None) -> dict[str, bool]:
     return {rule.name: rule.zone is not None for rule in section.rules}
 
 
+async def _cooling_rules(
+    session: AsyncSession, device_id: str, names: list[str], since: datetime
+) -> set[str]:
+    """Those of `names` with a detection alert of this device raised after `since`."""
+    return set(
+        await session.scalars(
+            sa.select(Alert.rule).where(
+                Alert.device_id == device_id,
+                Alert.kind == AlertKind.DETECTION,
+                Alert.rule.in_(names),
+                Alert.created_at > since,
+            )
+        )
+    )
+
+
 async def raise_detection_alerts(
     session: AsyncSession,
     device: Device,
@@ -45,23 +61,21 @@ async def raise_detection_alerts(
     matched = evaluation_result.get("matched_rules") or []
     if not matched:
         return []
-    cooldown = timedelta(seconds=alerts_config(device.config).cooldown_seconds)
+    names = [rule["name"] for rule in matched]
+    since = now - timedelta(seconds=alerts_config(device.config).cooldown_seconds)
+    # Unlocked first: while a person stands in a zone every upload matches and its rules are
+    # in their cooldown, so most matching uploads raise nothing and need no lock. A committed
+    # alert seen here stays in the cooldown window, so skipping on it is never wrong.
+    cooling = await _cooling_rules(session, device.device_id, names, since)
+    if cooling.issuperset(names):
+        return []
     # Two uploads of one device at once must not both pass the cooldown check: alerting
-    # uploads of the same device take turns (others, and non-matching uploads, do not wait).
+    # uploads of the same device take turns (others, and non-matching uploads, do not wait),
+    # and the check is made again under the lock.
     await session.execute(
         sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("alerts:" + device.device_id)))
     )
-    names = [rule["name"] for rule in matched]
-    cooling = set(
-        await session.scalars(
-            sa.select(Alert.rule).where(
-                Alert.device_id == device.device_id,
-                Alert.kind == AlertKind.DETECTION,
-                Alert.rule.in_(names),
-                Alert.created_at > now - cooldown,
-            )
-        )
-    )
+    cooling = await _cooling_rules(session, device.device_id, names, since)
     zoned = _zoned_rules(device.config)
     device_name = device.friendly_name or device.device_id
     raised = []

@@ -22,7 +22,7 @@ from cloud.captures.storage import SnapshotStore, snapshot_key
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import new_record_id
-from cloud.events.notify import EventKind, emit
+from cloud.events.notify import EVENTS_CHANNEL, EventKind, bounded_payload
 from cloud.limits.counters import Limit
 from cloud.metrics import registry as metrics
 from cloud.models import (
@@ -62,11 +62,27 @@ def evaluation_of(
         return EvaluationStatus.FAILED, {"error": str(exc), "evaluated_at": now.isoformat()}
 
 
-def _store_snapshot(store: SnapshotStore, key: str, image: bytes, content_type: str) -> str:
-    """Hash and write the snapshot (blocking: run in a thread); returns the sha256 hex digest."""
+@dataclass(frozen=True)
+class StoredSnapshot:
+    evaluation_status: EvaluationStatus
+    evaluation_result: dict[str, Any]
+    sha256: str
+
+
+def _evaluate_and_store(
+    device: Device,
+    detections: list[dict[str, Any]],
+    info: ImageInfo,
+    now: datetime,
+    store: SnapshotStore,
+    key: str,
+    image: bytes,
+) -> StoredSnapshot:
+    """Evaluate, hash and write the snapshot (blocking: one thread hop for all three)."""
+    status, result = evaluation_of(device, detections, info, now)
     digest = hashlib.sha256(image).hexdigest()
-    store.put(key, image, content_type)
-    return digest
+    store.put(key, image, info.content_type)
+    return StoredSnapshot(status, result, digest)
 
 
 async def _discard_snapshot(store: SnapshotStore, key: str) -> None:
@@ -133,8 +149,8 @@ _INSERT_CAPTURE = _CAPTURES.insert().values(
     {column: sa.bindparam(f"c_{column.name}", type_=column.type) for column in _CAPTURES.columns}
 )
 _NEW_CAPTURE = _INSERT_CAPTURE.returning(_CAPTURES.c.record_id).cte("new_capture")
-# The capture and its trigger's move to executed in one statement (one round trip).
-_INSERT_CAPTURE_CLOSE_TRIGGER = (
+# The trigger's move to executed, pointing at the new capture.
+_CLOSED_TRIGGER = (
     _TRIGGERS.update()
     .where(_TRIGGERS.c.trigger_id == sa.bindparam("c_trigger_id"))
     .values(
@@ -143,8 +159,14 @@ _INSERT_CAPTURE_CLOSE_TRIGGER = (
         finished_at=sa.bindparam("c_received_at"),
         capture_id=sa.select(_NEW_CAPTURE.c.record_id).scalar_subquery(),
     )
-    .add_cte(_NEW_CAPTURE)
+    .returning(_TRIGGERS.c.trigger_id)
+    .cte("closed_trigger")
 )
+# One round trip each: the capture (and its trigger closed) with its console event, which
+# PostgreSQL delivers at COMMIT and never for a refused INSERT.
+_ANNOUNCE = sa.select(sa.func.pg_notify(sa.bindparam("events"), sa.bindparam("event")))
+_INSERT_CAPTURE_ANNOUNCED = _ANNOUNCE.add_cte(_NEW_CAPTURE)
+_INSERT_CAPTURE_CLOSE_TRIGGER = _ANNOUNCE.add_cte(_NEW_CAPTURE).add_cte(_CLOSED_TRIGGER)
 
 
 async def _previous_upload(
@@ -213,20 +235,18 @@ async def ingest_capture(
     record_id = new_record_id()
     key = snapshot_key(device.device_id, record_id, now, info.format.extension)
     detections = [d.model_dump() for d in metadata.detections]
-    evaluation_status, evaluation_result = await asyncio.to_thread(
-        evaluation_of, device, detections, info, now
-    )
     # Shielded: if this request is cancelled mid-write, the thread still finishes and the
     # except below waits for it before deleting, so no file is left behind.
     write = asyncio.ensure_future(
-        asyncio.to_thread(_store_snapshot, store, key, image, info.content_type)
+        asyncio.to_thread(_evaluate_and_store, device, detections, info, now, store, key, image)
     )
     try:
-        digest = await asyncio.shield(write)
+        stored = await asyncio.shield(write)
     except BaseException:
         await asyncio.wait([write])
         await _discard_snapshot(store, key)
         raise
+    evaluation_status, evaluation_result = stored.evaluation_status, stored.evaluation_result
     values = {
         "record_id": record_id,
         "device_id": device.device_id,
@@ -244,12 +264,20 @@ async def ingest_capture(
         "size_bytes": len(image),
         "width": info.width,
         "height": info.height,
-        "sha256": digest,
+        "sha256": stored.sha256,
         "client_capture_id": metadata.capture_id,
     }
+    event = bounded_payload(
+        device.org_id,
+        EventKind.CAPTURE,
+        device.device_id,
+        capture_id=record_id,
+        trigger_id=metadata.trigger_id,
+        alert=bool(evaluation_result.get("alert")),
+    )
     async with session_factory() as session:
         try:
-            result = await _insert(session, device.device_id, metadata, values)
+            result = await _insert(session, device.device_id, metadata, values, event)
         except BaseException:
             await asyncio.shield(_discard_snapshot(store, key))  # nothing was committed
             raise
@@ -257,15 +285,6 @@ async def ingest_capture(
             await session.rollback()
             await _discard_snapshot(store, key)
             return result
-        await emit(
-            session,
-            device.org_id,
-            EventKind.CAPTURE,
-            device.device_id,
-            capture_id=record_id,
-            trigger_id=metadata.trigger_id,
-            alert=bool(evaluation_result.get("alert")),
-        )
         if evaluation_result.get("alert"):
             # Same transaction: the alert and its outbox rows exist iff the capture does.
             await raise_detection_alerts(
@@ -294,9 +313,14 @@ async def ingest_capture(
 
 
 async def _insert(
-    session: AsyncSession, device_id: str, metadata: CaptureMetadata, values: dict[str, Any]
+    session: AsyncSession,
+    device_id: str,
+    metadata: CaptureMetadata,
+    values: dict[str, Any],
+    event: str,
 ) -> IngestResult | None:
-    """Lock the trigger, insert the capture (and close the trigger); None when inserted."""
+    """Lock the trigger, insert the capture (and close the trigger) and announce `event` in
+    one statement; None when inserted."""
     trigger: LockedTrigger | None = None
     if metadata.trigger_id is not None:
         locked = await _lock_trigger(session, device_id, metadata.trigger_id)
@@ -305,11 +329,12 @@ async def _insert(
         trigger = locked
         values["trigger_type"] = trigger.trigger_type
         values["trigger_label"] = metadata.trigger_label or trigger.trigger_label
-    statement = _INSERT_CAPTURE if trigger is None else _INSERT_CAPTURE_CLOSE_TRIGGER
+    statement = _INSERT_CAPTURE_ANNOUNCED if trigger is None else _INSERT_CAPTURE_CLOSE_TRIGGER
     try:
         # No savepoint (two round trips per upload): a refused INSERT aborts the transaction,
         # which holds only the trigger lock, so it is rolled back and the winner read afresh.
-        await session.execute(statement, {f"c_{k}": v for k, v in values.items()})
+        parameters = {f"c_{k}": v for k, v in values.items()}
+        await session.execute(statement, {**parameters, "events": EVENTS_CHANNEL, "event": event})
     except IntegrityError as exc:
         await session.rollback()
         previous = await _previous_upload(

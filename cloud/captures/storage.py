@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -21,6 +20,8 @@ from cloud.core.ids import DEVICE_ID, DEVICE_ID_PATTERN, RECORD_ID
 logger = logging.getLogger(__name__)
 
 _KEY = re.compile(DEVICE_ID_PATTERN[1:-1] + r"/\d{4}/\d{2}/\d{2}/cap_[0-9a-f]{32}\.(jpg|png)")
+TEMP_PREFIX = ".tmp-"  # a snapshot being written; renamed into place once fsynced
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 S3_CONNECT_TIMEOUT = 5.0  # seconds
 S3_READ_TIMEOUT = 30.0  # seconds
 
@@ -72,16 +73,21 @@ class FilesystemStore:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temp_name = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        # Keys are unique (a fresh record id each), so is the temp name: no mkstemp retries.
+        temp = path.with_name(TEMP_PREFIX + path.name)
+        try:
+            descriptor = os.open(temp, _CREATE, 0o600)
+        except FileNotFoundError:  # the day's first snapshot of this device
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(temp, _CREATE, 0o600)
         try:
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(temp_name, path)
+            os.replace(temp, path)
         except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
             raise
 
     def get(self, key: str) -> bytes:

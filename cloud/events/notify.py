@@ -50,13 +50,19 @@ def parse_event(payload: str) -> dict[str, Any] | None:
     return event
 
 
+def bounded_payload(org_id: uuid.UUID | str, kind: EventKind, device_id: str, **fields: Any) -> str:
+    """The event's JSON text; without its fields when they would pass NOTIFY's limit."""
+    payload = event_payload(org_id, kind, device_id, **fields)
+    if len(payload.encode()) > MAX_PAYLOAD_BYTES:
+        payload = event_payload(org_id, kind, device_id)
+    return payload
+
+
 async def emit(
     session: AsyncSession, org_id: uuid.UUID, kind: EventKind, device_id: str, **fields: Any
 ) -> None:
     """Announce a change of the caller's transaction (delivered at its commit)."""
-    payload = event_payload(org_id, kind, device_id, **fields)
-    if len(payload.encode()) > MAX_PAYLOAD_BYTES:
-        payload = event_payload(org_id, kind, device_id)
+    payload = bounded_payload(org_id, kind, device_id, **fields)
     await session.execute(sa.select(sa.func.pg_notify(EVENTS_CHANNEL, payload)))
 
 

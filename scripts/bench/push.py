@@ -35,6 +35,7 @@ import psutil
 
 from cloud.core.database_url import create_database, start_embedded_postgres, stop_embedded_postgres
 from cloud.core.migrate import upgrade_to_head
+from scripts.bench.profiler import start_profiler
 from scripts.bench.push_clients import StreamClient
 from scripts.bench.push_fleet import (
     close_open_triggers,
@@ -117,7 +118,7 @@ async def measure(
     profiler = None
     if args.py_spy and target.database_url is not None and not args.profiled:
         args.profiled = True  # the first cloud target only
-        profiler = start_profiler(target, args.py_spy, args.duration)
+        profiler = start_profiler(target.processes[0].pid, args.py_spy, args.duration)
     cpu0, wall0 = target.cpu(), time.perf_counter()
     started, statuses, answered = await fire(target.ports, token, devices, args.rate, args.duration)
     for _ in range(int(DRAIN_SECONDS / 0.1)):
@@ -154,26 +155,6 @@ async def measure(
     return result
 
 
-def start_profiler(target: Target, output: str, seconds: float) -> subprocess.Popen[bytes]:
-    """py-spy (raw stacks) on the first server process for `seconds`."""
-    return subprocess.Popen(
-        [
-            "py-spy",
-            "record",
-            "--pid",
-            str(target.processes[0].pid),
-            "--format",
-            "raw",
-            "--duration",
-            str(max(1, int(seconds))),
-            "--nonblocking",
-            "--output",
-            output,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-
-
 async def storm(
     target: Target, streams: StreamClient, devices: list[str], profile: str | None = None
 ) -> dict[str, Any]:
@@ -186,7 +167,9 @@ async def storm(
     began = time.perf_counter()
     await asyncio.to_thread(target.start)
     healthy_s = time.perf_counter() - began
-    profiler = start_profiler(target, profile, STORM_PROFILE_SECONDS) if profile else None
+    profiler = None
+    if profile:
+        profiler = start_profiler(target.processes[0].pid, profile, STORM_PROFILE_SECONDS)
     deadline = began + STORM_TIMEOUT
     progress: list[tuple[float, int]] = []  # (seconds since the restart, streams back)
     while time.perf_counter() < deadline:

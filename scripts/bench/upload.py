@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
+from scripts.bench.profiler import start_profiler
 from scripts.bench.upload_floor import FloorServer
 from scripts.bench.upload_server import PrivateServer
 
@@ -181,6 +182,11 @@ async def run_phase(
     phase.seconds = time.perf_counter() - began
 
 
+def warm_rate(warm: Phase) -> float:
+    """The warm-up's uploads/s: sizes a profile to fit inside the measured phase."""
+    return len(warm.latencies) / warm.seconds if warm.seconds else 0.0
+
+
 async def bench(args: argparse.Namespace) -> int:
     image = realistic_jpeg()
     server = None
@@ -221,7 +227,13 @@ async def bench(args: argparse.Namespace) -> int:
             wire = sum(map(len, measured_request(0)))
             phase = Phase(fmt, image_bytes=len(image), wire_bytes=wire)
             cpu_before = server.cpu_seconds() if server else {}
+            profiler = None
+            if args.py_spy and server and fmt == "multipart":
+                seconds = args.count / max(1.0, warm_rate(warm)) * 0.8
+                profiler = start_profiler(server.process.pid, args.py_spy, seconds)
             await run_phase(host, port, measured_request, args.count, args.concurrency, phase)
+            if profiler is not None:
+                await asyncio.to_thread(profiler.wait)
             if server:
                 cpu_after = server.cpu_seconds()
                 phase.cpu = {k: cpu_after[k] - cpu_before[k] for k in cpu_before}
@@ -305,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         help="each upload closes its own sent trigger (private server only)",
     )
     parser.add_argument("--json", action="store_true", help="print only the final JSON line")
+    parser.add_argument(
+        "--py-spy", metavar="FILE", help="profile the server in the multipart phase (raw)"
+    )
     parser.add_argument("--url", help="an already running server instead of a private one")
     parser.add_argument("--device-id", help="with --url: the device to upload as")
     parser.add_argument("--device-key", help="with --url: that device's key")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.captures.storage import FilesystemStore
@@ -261,3 +263,65 @@ def test_nul_characters_are_422_not_a_failed_insert(
             for fields in bad
         ]
     assert codes == [422, 422, 422]
+
+
+def test_upload_fast_path_answers_and_counts_like_the_route(
+    live_server: LiveServer, factory: Factory
+) -> None:
+    """uvicorn serves uploads with a bearer token in cloud/api/upload_fast_path.py and hands
+    the rest to the FastAPI route: both answer with JSON and count under `/v1/captures`."""
+    device = factory.device()
+    other = factory.device()
+    image = jpeg_bytes(64, 48)
+    meta = capture_metadata(device.device_id)
+    with live_server.client() as client:
+        before = _upload_metrics(client)
+        answers = {
+            "no Authorization (route)": upload_multipart(client, {}, meta, image),
+            "Basic (route)": upload_multipart(client, {"Authorization": "Basic abc"}, meta, image),
+            "a user token (fast path)": upload_multipart(
+                client, {"Authorization": "Bearer vu_x"}, meta, image
+            ),
+            "another device's key": upload_multipart(client, other.headers, meta, image),
+            "stored": upload_multipart(
+                client, {**device.headers, "Idempotency-Key": "fast-path-1"}, meta, image
+            ),
+            "stored before": upload_multipart(
+                client, {**device.headers, "Idempotency-Key": "fast-path-1"}, meta, image
+            ),
+        }
+        after = _upload_metrics(client)
+    statuses = {name: answer.status_code for name, answer in answers.items()}
+    assert statuses == {
+        "no Authorization (route)": 401,
+        "Basic (route)": 401,
+        "a user token (fast path)": 401,
+        "another device's key": 401,
+        "stored": 201,
+        "stored before": 200,
+    }
+    for name, answer in answers.items():
+        assert isinstance(answer.json(), dict), (name, answer.text)
+        if answer.status_code == 401:
+            assert isinstance(answer.json()["detail"], str), (name, answer.text)
+    assert answers["stored"].json()["record_id"] == answers["stored before"].json()["record_id"]
+    assert answers["another device's key"].headers["www-authenticate"] == "Bearer"
+    assert {k: after[k] - before[k] for k in after} == {"401": 4, "201": 1, "200": 1, "refused": 4}
+
+
+def _upload_metrics(client: httpx.Client) -> dict[str, float]:
+    """Requests of the upload route by status, and uploads refused as unauthorized."""
+    counts = {"401": 0.0, "201": 0.0, "200": 0.0, "refused": 0.0}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "visant_http_requests_total" and labels.get("route") == (
+                "/v1/captures"
+            ):
+                if labels["method"] == "POST" and labels["status"] in counts:
+                    counts[labels["status"]] += sample.value
+            elif sample.name == "visant_upload_refusals_total" and labels == {
+                "reason": "unauthorized"
+            }:
+                counts["refused"] += sample.value
+    return counts

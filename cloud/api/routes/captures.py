@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.api.deps import (
     BearerToken,
@@ -25,6 +26,8 @@ from cloud.captures.images import ImageRejected, inspect_image
 from cloud.captures.ingest import ingest_capture
 from cloud.captures.metadata import CAPTURE_ID_PATTERN
 from cloud.captures.queries import MAX_PAGE, CaptureFilter, list_captures, org_capture
+from cloud.captures.storage import SnapshotStore
+from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import DEVICE_ID_PATTERN
 from cloud.core.schema_types import AwareUtcDateTime
@@ -49,6 +52,18 @@ async def upload_capture(
     store: StoreDep,
 ) -> JSONResponse:
     """Store a snapshot with its detections; closes its trigger. Multipart or JSON body."""
+    return await accept_upload(request, token, settings, session_factory, store)
+
+
+async def accept_upload(
+    request: Request,
+    token: str | None,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    store: SnapshotStore,
+) -> JSONResponse:
+    """The upload route's work (also served in front of FastAPI: cloud/api/upload_fast_path.py):
+    201 with the new record, 200 with the one an earlier try of this upload stored."""
     checked_secret(token, DEVICE_KEY_PREFIX)  # a missing or malformed key: 401, body unread
     upload = await read_upload(request, settings.max_request_bytes, settings.max_image_bytes)
     try:
