@@ -18,7 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 from cloud.api.raw_request import answer, bearer_token, first_headers, header_text
 from cloud.api.routes.triggers import manual_trigger
 from cloud.api.schemas.triggers import ManualTriggerRequest
-from cloud.auth.service import authenticate_user, require_role
+from cloud.auth.service import authenticate_actor, require_role
 from cloud.core.ids import DEVICE_ID
 from cloud.models import UserRole
 
@@ -57,7 +57,7 @@ async def _serve(
 
     async def respond() -> Response:
         async with state.session_factory() as session:
-            user = await authenticate_user(session, state.settings, token, state.token_cache)
+            user = await authenticate_actor(session, state.settings, token, state.token_cache)
             require_role(user, UserRole.OPERATOR)
             return await manual_trigger(
                 session, state.settings, state.hub, user, device_id, request

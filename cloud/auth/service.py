@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.auth.actor import Actor
 from cloud.auth.token_cache import TokenCache
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
@@ -22,6 +24,8 @@ from cloud.core.security import (
 )
 from cloud.limits.counters import Limit, forgive, hit, too_many
 from cloud.models import Device, DeviceStatus, User, UserRole, UserToken
+
+AnyUser = TypeVar("AnyUser", User, Actor)
 
 TOKEN_LIFETIME = timedelta(days=30)
 # Each role may do everything the roles below it may: viewer reads, operator runs devices,
@@ -113,6 +117,11 @@ async def authenticate_user(
     if cache is not None and (cached := cache.get(token_hash)) is not None:
         session.add(cached)  # persistent without a query: a route's changes to it are saved
         return cached
+    return await _confirmed_user(session, token_hash, cache)
+
+
+async def _confirmed_user(session: AsyncSession, token_hash: str, cache: TokenCache | None) -> User:
+    """The token's user read from the database (and cached); 401 when there is none."""
     row = (
         await session.execute(
             sa.select(User, UserToken.expires_at)
@@ -133,6 +142,17 @@ async def authenticate_user(
     return user
 
 
+async def authenticate_actor(
+    session: AsyncSession, settings: Settings, token: str | None, cache: TokenCache
+) -> Actor:
+    """authenticate_user for read-only callers: a cache hit builds no ORM instance."""
+    token_hash = hash_secret(checked_secret(token, USER_TOKEN_PREFIX), settings.secret_key)
+    cached = cache.get_actor(token_hash)
+    if cached is not None:
+        return cached
+    return Actor.of(await _confirmed_user(session, token_hash, cache))
+
+
 async def authenticate_device(
     session: AsyncSession, settings: Settings, device_id: str, key: str | None
 ) -> Device:
@@ -151,12 +171,12 @@ async def authenticate_device(
     return device
 
 
-def has_role(user: User, role: UserRole) -> bool:
+def has_role(user: User | Actor, role: UserRole) -> bool:
     """True when the user's role is `role` or above it."""
     return ROLE_RANK[UserRole(user.role)] >= ROLE_RANK[role]
 
 
-def require_role(user: User, role: UserRole) -> User:
+def require_role(user: AnyUser, role: UserRole) -> AnyUser:
     """The user, when allowed to act as `role`; 403 naming the role otherwise."""
     if not has_role(user, role):
         raise ApiError(403, f"this needs the {role.value} role")

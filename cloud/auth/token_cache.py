@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import make_transient_to_detached
 
+from cloud.auth.actor import Actor
 from cloud.models import User
 
 MAX_ENTRIES = 10_000  # oldest entries go first past this
@@ -28,6 +29,7 @@ _USER_COLUMNS = tuple(column.key for column in User.__table__.columns)
 @dataclass(frozen=True, slots=True)
 class _Entry:
     user: dict[str, Any]  # the user's column values when the database confirmed the token
+    actor: Actor  # the same, for read-only callers (shared: it is immutable)
     token_expires_at: datetime
     confirmed_at: float  # the cache's clock
 
@@ -48,6 +50,21 @@ class TokenCache:
 
     def get(self, token_hash: str) -> User | None:
         """A detached copy of the cached user, or None when absent, stale or expired."""
+        entry = self._fresh(token_hash)
+        if entry is None:
+            return None
+        # A fresh instance per request: a route may change or attach it without touching
+        # the cache. Detached with its identity, so a session treats it as the stored row.
+        user = User(**entry.user)
+        make_transient_to_detached(user)
+        return user
+
+    def get_actor(self, token_hash: str) -> Actor | None:
+        """The cached user as plain values (no ORM instance built), or None as for `get`."""
+        entry = self._fresh(token_hash)
+        return None if entry is None else entry.actor
+
+    def _fresh(self, token_hash: str) -> _Entry | None:
         entry = self._entries.get(token_hash)
         if entry is None:
             return None
@@ -56,17 +73,14 @@ class TokenCache:
         ):
             del self._entries[token_hash]
             return None
-        # A fresh instance per request: a route may change or attach it without touching
-        # the cache. Detached with its identity, so a session treats it as the stored row.
-        user = User(**entry.user)
-        make_transient_to_detached(user)
-        return user
+        return entry
 
     def put(self, token_hash: str, user: User, token_expires_at: datetime) -> None:
         if self.ttl <= 0:
             return
         values = {key: getattr(user, key) for key in _USER_COLUMNS}
-        self._entries[token_hash] = _Entry(values, token_expires_at, self._clock())
+        entry = _Entry(values, Actor.of(user), token_expires_at, self._clock())
+        self._entries[token_hash] = entry
         self._entries.move_to_end(token_hash)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)

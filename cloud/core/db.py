@@ -93,17 +93,20 @@ def _timed_out_is_unavailable(context: ExceptionContext) -> Exception | None:
 
 
 @contextlib.asynccontextmanager
-async def driver_statements(connection: AsyncConnection) -> AsyncIterator[Any]:
+async def driver_statements(connection: AsyncConnection, begin: bool = True) -> AsyncIterator[Any]:
     """The asyncpg connection under ``connection``, for statements sent past SQLAlchemy (hot
     paths), inside the connection's transaction (begun here if it was not). A timeout or a
     lost connection there is handled as SQLAlchemy would have: the connection is invalidated,
-    not pooled again, and the request fails as 503."""
+    not pooled again, and the request fails as 503.
+
+    ``begin=False`` is for one statement that is atomic by itself: it joins the transaction
+    when one is open, else commits alone (one round trip instead of BEGIN, it, COMMIT)."""
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
     try:
         adapter = raw.dbapi_connection
-        if adapter._transaction is None:
+        if begin and adapter._transaction is None:
             # SQLAlchemy's asyncpg adapter sends BEGIN lazily, before its own first statement;
             # statements sent past it would each commit alone (an advisory xact lock released
             # at once, a rollback undoing nothing). Begun here and handed to the adapter (as

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.accounts.audit import AuditAction
+from cloud.auth.actor import Actor
 from cloud.core.config import Settings
 from cloud.core.cursors import decode_cursor, encode_cursor
 from cloud.core.db import driver_statements
@@ -23,8 +24,9 @@ from cloud.core.errors import ApiError
 from cloud.core.ids import TRIGGER_ID, new_trigger_id
 from cloud.events.notify import EVENTS_CHANNEL, EventKind, emit, event_payload, trigger_event_sql
 from cloud.hub.envelopes import (
+    COMMANDS_CHANNEL,
+    INSTANCE_CHANNEL_PREFIX,
     capture_envelope,
-    command_channel,
     command_message,
     notify_command,
 )
@@ -90,96 +92,48 @@ class ManualTrigger:
     instance_id: str | None
 
 
-# Statement 1 of 2: serialise this device's manual requests (the cap), check the device is the
-# caller's org's, and read which live instance holds its stream. FOR SHARE on the presence row
-# makes a stream opening elsewhere wait for our commit (its backlog then has the trigger), so
-# routing the NOTIFY to the holder read here can never miss a stream that moved meanwhile.
-# Both statements run on the driver connection inside the session's transaction: asyncpg
-# keeps them prepared, and SQLAlchemy's compile and result layers cost more than the SQL.
-_LOCK_AND_LOCATE = """
-    SELECT pg_advisory_xact_lock($1, hashtext(d.device_id)) IS NOT NULL AS locked,
-           (SELECT c.instance_id FROM device_connections AS c
-              JOIN server_instances AS i ON i.instance_id = c.instance_id
-             WHERE c.device_id = d.device_id AND i.heartbeat_at > now() - $4::interval
-               FOR SHARE OF c) AS instance_id
-    FROM devices AS d
-    WHERE d.device_id = $2 AND d.org_id = $3 AND d.deleted_at IS NULL
-"""
-# Statement 2 of 2, after the lock so its snapshot sees triggers committed while we waited:
-# the cap, the INSERT, its NOTIFY, the console's event and its audit entry (what record_audit
-# would add); nothing is inserted, announced or audited over the cap.
-_CAP_INSERT_NOTIFY = """
-    WITH open AS (
-        SELECT count(*) AS n, min(expires_at) AS first_expiry FROM scheduled_triggers
-        WHERE device_id = $1 AND trigger_type = 'manual'
-          AND status IN ('pending', 'sent') AND expires_at > now()),
-    ins AS (
-        INSERT INTO scheduled_triggers (trigger_id, device_id, trigger_type, trigger_label,
-            status, scheduled_at, created_at, expires_at, requested_by_user_id)
-        SELECT $2, $1, 'manual', $3, 'pending', $4, $4, $5, $6
-        FROM open WHERE open.n < $7
-        RETURNING trigger_id),
-    audited AS (
-        INSERT INTO audit_log (audit_id, org_id, actor_user_id, actor_email, action, target,
-                               details)
-        SELECT $13, $14, $6, $15, $16, $1, $17::jsonb FROM ins)
-    SELECT open.n, open.first_expiry, (SELECT count(*) FROM ins) AS stored,
-           (SELECT count(pg_notify($8, $9)) FROM ins WHERE $10) AS notified,
-           (SELECT count(pg_notify($11, $12)) FROM ins) AS announced
-    FROM open
-"""
+# One statement (migration 0008_manual_trigger_function has the function and its rules): the
+# per-device cap lock, the device checked to be the caller's org's, the live instance holding
+# its stream read FOR SHARE (a stream opening elsewhere waits for our commit, so its backlog
+# has the trigger and routing the NOTIFY to the holder read here cannot miss a moved stream),
+# then the cap, the INSERT, the command's NOTIFY, the console's event and the audit entry.
+# On the driver connection: asyncpg keeps it prepared, and SQLAlchemy's compile and result
+# layers cost more than the SQL.
+_MANUAL_TRIGGER = (
+    "SELECT found, instance_id, open_count, first_expiry, stored FROM visant_manual_trigger("
+    + ", ".join(f"${n}" for n in range(1, 21))
+    + ")"
+)
 
 
 async def request_manual_trigger(
     session: AsyncSession,
     settings: Settings,
-    user: User,
+    user: User | Actor,
     device_id: str,
     label: str | None,
     ttl_seconds: int | None,
     *,
     this_instance: str | None = None,
+    trigger_id: str | None = None,
 ) -> ManualTrigger:
-    """Store a manual trigger, its NOTIFY and its audit entry (caller commits) in two
-    statements, no ORM.
+    """Store a manual trigger, its NOTIFY and its audit entry in one statement, no ORM.
 
-    404 when the device is not the user's org's; 429 over the open-manual cap. A per-device
-    advisory lock (held to commit) keeps concurrent requests from passing the cap together;
-    not a row lock: the hub's heartbeat updates `devices.last_seen_at` of every connected
-    device, and trigger requests must not queue behind it. The NOTIFY goes to the holder's
-    own channel; when the holder is `this_instance` none is sent at all, since the caller
-    hands the command to the stream itself after the commit (CommandHub.hand_over).
+    The statement commits by itself when the session has no transaction open (one round
+    trip); inside one, the caller's commit ends it. Either way the caller calls commit before
+    it hands the command over. 404 when the device is not the user's org's; 429 over the
+    open-manual cap. A per-device advisory lock (held to commit) keeps concurrent requests
+    from passing the cap together; not a row lock: the hub's heartbeat updates
+    `devices.last_seen_at` of every connected device, and trigger requests must not queue
+    behind it. The NOTIFY goes to the holder's own channel; when the holder is
+    `this_instance` none is sent at all, since the caller hands the command to the stream
+    itself (CommandHub.hand_over). `trigger_id`: the id to store (a caller that waits for the
+    delivery registers it first); a new one by default.
     """
-    connection = await session.connection()
-    async with driver_statements(connection) as driver:
-        return await _store_manual_trigger(
-            driver, settings, device_id, label, ttl_seconds, user, this_instance
-        )
-
-
-async def _store_manual_trigger(
-    driver: Any,
-    settings: Settings,
-    device_id: str,
-    label: str | None,
-    ttl_seconds: int | None,
-    user: User,
-    this_instance: str | None,
-) -> ManualTrigger:
-    located = await driver.fetchrow(
-        _LOCK_AND_LOCATE,
-        MANUAL_CAP_LOCK,
-        device_id,
-        user.org_id,
-        presence_window(settings.keepalive_seconds),
-    )
-    if located is None:
-        raise ApiError(404, "device not found")
-    instance_id: str | None = located["instance_id"]
     now = datetime.now(UTC)
     ttl = timedelta(seconds=ttl_seconds or settings.manual_trigger_ttl_seconds)
     trigger = Trigger(
-        trigger_id=new_trigger_id(),
+        trigger_id=trigger_id or new_trigger_id(),
         device_id=device_id,
         trigger_type=TriggerType.MANUAL,
         trigger_label=label,
@@ -188,33 +142,39 @@ async def _store_manual_trigger(
         expires_at=now + ttl,
     )
     envelope = capture_envelope(trigger)
-    local = instance_id is not None and instance_id == this_instance
-    open_count, first_expiry, stored, _, _ = await driver.fetchrow(
-        _CAP_INSERT_NOTIFY,
-        device_id,
-        trigger.trigger_id,
-        label,
-        now,
-        trigger.expires_at,
-        user.user_id,
-        settings.max_open_manual_triggers,
-        command_channel(instance_id),
-        command_message(device_id, envelope),
-        not local,  # the local fast path needs no NOTIFY
-        EVENTS_CHANNEL,
-        event_payload(
-            user.org_id,
-            EventKind.TRIGGER,
+    connection = await session.connection()
+    async with driver_statements(connection, begin=False) as driver:
+        found, instance_id, open_count, first_expiry, stored = await driver.fetchrow(
+            _MANUAL_TRIGGER,
+            MANUAL_CAP_LOCK,
             device_id,
-            trigger_id=trigger.trigger_id,
-            status=TriggerStatus.PENDING.value,
-        ),
-        uuid.uuid4(),
-        user.org_id,
-        user.email,
-        str(AuditAction.MANUAL_TRIGGER),
-        json.dumps({"trigger_id": trigger.trigger_id}),
-    )
+            user.org_id,
+            presence_window(settings.keepalive_seconds),
+            this_instance,
+            trigger.trigger_id,
+            label,
+            now,
+            trigger.expires_at,
+            user.user_id,
+            settings.max_open_manual_triggers,
+            INSTANCE_CHANNEL_PREFIX,
+            COMMANDS_CHANNEL,
+            command_message(device_id, envelope),
+            EVENTS_CHANNEL,
+            event_payload(
+                user.org_id,
+                EventKind.TRIGGER,
+                device_id,
+                trigger_id=trigger.trigger_id,
+                status=TriggerStatus.PENDING.value,
+            ),
+            uuid.uuid4(),
+            user.email,
+            str(AuditAction.MANUAL_TRIGGER),
+            json.dumps({"trigger_id": trigger.trigger_id}),
+        )
+    if not found:
+        raise ApiError(404, "device not found")
     if not stored:
         wait = max(1, math.ceil((first_expiry - datetime.now(UTC)).total_seconds()))
         raise ApiError(

@@ -28,15 +28,29 @@ _ids = itertools.count()
 _prefix = f"trg_floor{os.getpid()}_"
 
 
+STOP = b""  # queued to every stream when the server begins to stop: the stream ends
+
+
 class FloorApp:
     def __init__(self) -> None:
         self.queues: dict[str, asyncio.Queue[bytes]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def announce_stop(self) -> None:
+        """End every stream (from the signal handler), as the cloud's server does."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._stop_streams)
+
+    def _stop_streams(self) -> None:
+        for queue in self.queues.values():
+            queue.put_nowait(STOP)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             # The same process tuning as the cloud's hub: a fair floor pauses no more for GC.
             raise_open_file_limit()
             tune_garbage_collector()
+            self.loop = asyncio.get_running_loop()
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
@@ -74,6 +88,8 @@ class FloorApp:
                 )
                 if getter in done:
                     body = getter.result()
+                    if body == STOP:
+                        break
                 else:
                     getter.cancel()
                     body = b": keepalive\n\n"
@@ -101,18 +117,33 @@ async def _disconnected(receive: Any) -> None:
         pass
 
 
+class FloorServer(uvicorn.Server):
+    """Ends the streams on the signal itself (cloud/core/server.py does the same), instead of
+    uvicorn cancelling them, with a traceback each, when its graceful timeout runs out."""
+
+    def __init__(self, config: uvicorn.Config, app: FloorApp) -> None:
+        super().__init__(config)
+        self.floor = app
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.floor.announce_stop()
+        super().handle_exit(sig, frame)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    uvicorn.run(
-        FloorApp(),
+    app = FloorApp()
+    config = uvicorn.Config(
+        app,
         host="127.0.0.1",
         port=args.port,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=1,
     )
+    FloorServer(config, app).run()
 
 
 if __name__ == "__main__":

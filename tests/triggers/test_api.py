@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.models import UserRole
+from cloud.models import AuditEntry, Trigger, UserRole
 from tests.support.factories import Factory
 from tests.support.live_server import LiveServer
 from tests.support.streams import StreamReader
@@ -74,6 +77,34 @@ def test_open_manual_trigger_cap_answers_429_with_retry_after(
     assert {e["target"] for e in manual} == {device.device_id}
     assert {e["actor_email"] for e in manual} == {user.email}
     assert all(e["details"]["trigger_id"].startswith("trg_") for e in manual)
+
+
+def test_concurrent_requests_pass_the_cap_exactly(
+    start_server: Callable[..., LiveServer], factory: Factory, db: sessionmaker[Session]
+) -> None:
+    """Requests racing for the last places of the cap: each counts the open triggers only
+    after the device's lock, so exactly `cap` are stored, whichever connections they take."""
+    server = start_server(max_open_manual_triggers=3)
+    user = factory.user()
+    device = factory.device(org_id=user.org_id)
+
+    def request(_: int) -> int:
+        with server.client() as client:
+            return _trigger(client, device.device_id, user.headers).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = sorted(pool.map(request, range(12)))
+    assert statuses == [200] * 3 + [429] * 9
+    with db() as session:
+        stored = session.scalar(
+            sa.select(sa.func.count()).where(Trigger.device_id == device.device_id)
+        )
+        audited = session.scalar(
+            sa.select(sa.func.count()).where(
+                AuditEntry.target == device.device_id, AuditEntry.action == "trigger.manual"
+            )
+        )
+    assert (stored, audited) == (3, 3)
 
 
 def test_cancel_open_trigger_then_cancel_again_is_409(

@@ -27,7 +27,9 @@ from cloud.api.schemas.triggers import (
     TriggerList,
     TriggerOut,
 )
+from cloud.auth.actor import Actor
 from cloud.core.config import Settings
+from cloud.core.ids import new_trigger_id
 from cloud.core.schema_types import DeviceId, UtcDateTime
 from cloud.hub.hub import CommandHub
 from cloud.hub.presence import connected_devices_of_org
@@ -83,36 +85,38 @@ async def manual_trigger(
     session: AsyncSession,
     settings: Settings,
     hub: CommandHub,
-    user: User,
+    user: User | Actor,
     device_id: str,
     body: ManualTriggerRequest | None,
 ) -> JSONResponse:
     """Store the trigger, commit, and wait up to `delivery_wait_seconds` for its `sent`."""
     body = body or ManualTriggerRequest()
-    trigger = await request_manual_trigger(
-        session,
-        settings,
-        user,
-        device_id,
-        body.label,
-        body.ttl_seconds,
-        this_instance=hub.instance_id,
-    )
-    online = trigger.instance_id is not None
-    # Registered before the commit: the NOTIFY (hence the delivery) can only follow it.
-    delivered = hub.expect_delivery(trigger.trigger_id) if online else None
+    trigger_id = new_trigger_id()
+    # Registered before the statement: it may commit by itself, and the NOTIFY (hence the
+    # delivery on another instance) can follow at once.
+    delivered = hub.expect_delivery(trigger_id)
     try:
+        trigger = await request_manual_trigger(
+            session,
+            settings,
+            user,
+            device_id,
+            body.label,
+            body.ttl_seconds,
+            this_instance=hub.instance_id,
+            trigger_id=trigger_id,
+        )
         await session.commit()
-        if delivered is None:
-            return _trigger_answer(trigger.trigger_id, TriggerStatus.PENDING)
+        if trigger.instance_id is None:
+            return _trigger_answer(trigger_id, TriggerStatus.PENDING)
         if trigger.instance_id == hub.instance_id:
             hub.hand_over(device_id, trigger.envelope)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(delivered), settings.delivery_wait_seconds)
     finally:
-        hub.forget_delivery(trigger.trigger_id)
+        hub.forget_delivery(trigger_id)
     status = TriggerStatus.SENT if delivered.done() else TriggerStatus.PENDING
-    return _trigger_answer(trigger.trigger_id, status)
+    return _trigger_answer(trigger_id, status)
 
 
 def _trigger_answer(trigger_id: str, status: TriggerStatus) -> JSONResponse:
