@@ -34,7 +34,12 @@ from cloud.auth.pruner import Pruner
 from cloud.auth.token_cache import TokenCache
 from cloud.captures.retention import RetentionWorker
 from cloud.captures.storage import build_store
-from cloud.console.setup import closing_streams_on, install_console, listener_channels
+from cloud.console.setup import (
+    closing_streams_on,
+    hear_events_while_streams_open,
+    install_console,
+    listener_channels,
+)
 from cloud.core.config import Settings
 from cloud.core.db import create_engine_for, create_session_factory
 from cloud.core.errors import install_error_handlers
@@ -71,8 +76,10 @@ def build_components(app: FastAPI) -> list[BackgroundComponent]:
         app.state.shutdown_event,
         extra_channels=listener_channels(app),
         on_listener_reconnect=app.state.console_broker.resync_all,
+        on_extra_heard=app.state.console_broker.resync_live,
     )
     app.state.stream_opener = StreamOpener(hub, sessions, settings)
+    hear_events_while_streams_open(app, hub)
     components: list[BackgroundComponent] = [
         hub,
         Reaper(sessions, settings.keepalive_seconds, settings.reaper_interval_seconds),

@@ -1,7 +1,8 @@
 """In-process fan-out of the console's change events to the open browser streams.
 
 The instance's one LISTEN connection (the hub's) hands every payload of EVENTS_CHANNEL to
-`publish`; each open browser stream has a bounded queue and sees only its own org's events.
+`publish` while at least one browser stream is open here (`on_demand`); each open browser
+stream has a bounded queue and sees only its own org's events.
 A stream that falls behind gets one `resync` (reload what you show) instead of a backlog.
 """
 
@@ -11,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from cloud.core.errors import ApiError
@@ -33,6 +35,7 @@ class Subscription:
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self._behind = False
         self._closed = False
+        self.live = False  # told `hello`: events are promised from here on
 
     def offer(self, event: dict[str, Any]) -> None:
         if event is CLOSED:
@@ -64,6 +67,9 @@ class EventBroker:
 
     def __init__(self, streams_per_user: int) -> None:
         self._streams_per_user = streams_per_user
+        # Told when the first stream opens (True) and the last one ends (False): the
+        # instance hears EVENTS_CHANNEL only while it has a stream to feed (cloud/app.py).
+        self.on_demand: Callable[[bool], None] | None = None
         self._by_org: dict[str, set[Subscription]] = defaultdict(set)
         self._per_user: dict[uuid.UUID, int] = defaultdict(int)
         self.closing = False
@@ -77,15 +83,18 @@ class EventBroker:
         """A new subscription; 429 past the per-user cap, 503 while shutting down."""
         if self.closing:
             raise ApiError(503, "server is shutting down")
-        if self._per_user[user_id] >= self._streams_per_user:
+        if self._per_user.get(user_id, 0) >= self._streams_per_user:
             raise ApiError(
                 429,
                 f"too many open console pages for this user (limit {self._streams_per_user})",
                 {"Retry-After": "30"},
             )
         subscription = Subscription(self, str(org_id), user_id)
+        first = not self._per_user
         self._by_org[subscription.org_id].add(subscription)
         self._per_user[user_id] += 1
+        if first and self.on_demand is not None:
+            self.on_demand(True)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -98,6 +107,8 @@ class EventBroker:
         self._per_user[subscription.user_id] -= 1
         if self._per_user[subscription.user_id] <= 0:
             del self._per_user[subscription.user_id]
+        if not self._per_user and self.on_demand is not None:
+            self.on_demand(False)
 
     def publish(self, payload: str) -> None:
         """A NOTIFY payload of EVENTS_CHANNEL: offered to its org's subscriptions."""
@@ -110,9 +121,18 @@ class EventBroker:
 
     def resync_all(self) -> None:
         """After the listener reconnected: events may have been missed; pages reload."""
+        self._resync(lambda _: True)
+
+    def resync_live(self) -> None:
+        """The instance began hearing events only now: streams that said `hello` before
+        (their wait for it ran out) may have missed some; those still waiting missed none."""
+        self._resync(lambda subscription: subscription.live)
+
+    def _resync(self, which: Callable[[Subscription], bool]) -> None:
         for subscribers in tuple(self._by_org.values()):
             for subscription in tuple(subscribers):
-                subscription.offer(RESYNC)
+                if which(subscription):
+                    subscription.offer(RESYNC)
 
     def close_all(self) -> None:
         """Shutdown: every stream ends (the browser reconnects to another instance)."""

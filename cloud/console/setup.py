@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -26,6 +27,7 @@ from cloud.console.routes import (
 from cloud.console.web import HERE, error_response
 from cloud.core.config import Settings
 from cloud.events.notify import EVENTS_CHANNEL
+from cloud.hub.hub import CommandHub
 
 ROUTERS = (
     session.router,
@@ -75,6 +77,12 @@ def _page_message(status_code: int) -> str:
 def listener_channels(app: FastAPI) -> dict[str, object]:
     """The hub's extra LISTEN channels: the console's events go to the broker."""
     return {EVENTS_CHANNEL: app.state.console_broker.publish}
+
+
+def hear_events_while_streams_open(app: FastAPI, hub: CommandHub) -> None:
+    """The hub hears EVENTS_CHANNEL only while a browser stream is open on this instance:
+    otherwise every instance would receive and parse every change of every org for nobody."""
+    app.state.console_broker.on_demand = functools.partial(hub.want_extra, EVENTS_CHANNEL)
 
 
 @contextlib.asynccontextmanager

@@ -87,9 +87,12 @@ class CommandHub(Worker):
         shutdown_event: asyncio.Event,
         extra_channels: Mapping[str, Callable[[str], None]] | None = None,
         on_listener_reconnect: Callable[[], None] | None = None,
+        on_extra_heard: Callable[[], None] | None = None,
     ) -> None:
         """`extra_channels`: more channels for this instance's one LISTEN connection, each with
-        its handler (the console's events); `on_listener_reconnect` runs after a reconnect."""
+        its handler (the console's events), heard only while wanted (`want_extra`);
+        `on_listener_reconnect` runs after a reconnect, `on_extra_heard` when an extra channel
+        starts being heard (what it carried before was missed)."""
         super().__init__()
         self._settings = settings
         self._sessions = session_factory
@@ -110,11 +113,12 @@ class CommandHub(Worker):
                 delivery.DELIVERED_CHANNEL,
                 presence.PRESENCE_CHANNEL,
                 connection_log.BARRED_CHANNEL,
-                *self._extra_channels,
             ),
             self._on_notification,
             self._redeliver_all,
             ping_seconds=settings.keepalive_seconds,
+            on_demand=tuple(self._extra_channels),
+            on_demand_started=on_extra_heard,
         )
         self._stopped = False
         self.accepting = False
@@ -227,6 +231,14 @@ class CommandHub(Worker):
 
     def forget_delivery(self, trigger_id: str) -> None:
         self._recorder.forget(trigger_id)
+
+    def want_extra(self, channel: str, wanted: bool) -> None:
+        """Hear an extra channel (someone here reads it now) or, after a while, stop."""
+        self._listener.want(channel, wanted)
+
+    async def until_heard(self, channel: str, wait_seconds: float) -> bool:
+        """Wait (bounded) until an extra channel is heard; False if it is not (yet)."""
+        return await self._listener.until_heard(channel, wait_seconds)
 
     def hand_over(self, device_id: str, envelope: dict[str, Any]) -> bool:
         """Local fast path: a command committed by this instance for a stream held here.

@@ -21,6 +21,7 @@ PING_TIMEOUT = 5.0  # seconds
 BACKOFF_FIRST = 0.2  # seconds
 BACKOFF_MAX = 10.0  # seconds
 LISTENER_APPLICATION_NAME = "visant-listener"  # visible in pg_stat_activity
+UNLISTEN_AFTER_SECONDS = 30.0  # an on-demand channel unwanted this long is no longer heard
 
 NotificationHandler = Callable[[str, str], None]
 ReconnectHandler = Callable[[], Awaitable[None]]
@@ -32,6 +33,12 @@ class PgListener(Worker):
     The connection is not from the pool: LISTEN is session state, and a pooled connection would
     be shared or recycled under us. After any connection loss notifications may have been
     missed, so `on_reconnect` runs once the new connection listens again.
+
+    `on_demand` channels are heard only while someone wants them (`want`): every instance
+    would otherwise receive and parse every payload of a busy channel nobody here reads. One
+    unwanted for `unlisten_after` seconds is dropped (a reloading page does not flap it);
+    `on_demand_started` runs when one starts being heard, as what it carried before was
+    missed.
     """
 
     name = "visant-listener"
@@ -45,17 +52,59 @@ class PgListener(Worker):
         on_reconnect: ReconnectHandler,
         ping_seconds: float,
         application_name: str = LISTENER_APPLICATION_NAME,
+        on_demand: Sequence[str] = (),
+        on_demand_started: Callable[[], None] | None = None,
+        unlisten_after: float = UNLISTEN_AFTER_SECONDS,
     ) -> None:
         super().__init__()
         self._application_name = application_name
         self._engine = engine
         self._channels = tuple(channels)
+        self._on_demand = frozenset(on_demand)
+        self._on_demand_started = on_demand_started
+        self._unlisten_after = unlisten_after
+        self._wanted: set[str] = set()
+        self._unwanted_since: dict[str, float] = {}  # channel -> loop time it became unwanted
+        self._heard: set[str] = set()  # on-demand channels listened on the current connection
+        self._wake = asyncio.Event()
+        self._heard_changed = asyncio.Condition()
         self._on_notification = on_notification
         self._on_reconnect = on_reconnect
         self._ping_seconds = ping_seconds
         self._ready = asyncio.Event()
         self.connects = 0
         self.connected = False  # listening now (for /health)
+
+    def want(self, channel: str, wanted: bool) -> None:
+        """Start (or, after a while, stop) hearing the on-demand `channel`."""
+        if channel not in self._on_demand:
+            raise ValueError(f"{channel} is not an on-demand channel")
+        if wanted:
+            self._wanted.add(channel)
+            self._unwanted_since.pop(channel, None)
+        elif channel in self._wanted:
+            self._wanted.discard(channel)
+            self._unwanted_since[channel] = asyncio.get_running_loop().time()
+        self._wake.set()
+
+    def hears(self, channel: str) -> bool:
+        """Whether notifications of `channel` reach this listener now."""
+        return self.connected and (channel in self._channels or channel in self._heard)
+
+    async def until_heard(self, channel: str, wait_seconds: float) -> bool:
+        """Wait (up to `wait_seconds`) until `channel` is heard; at once False while disconnected
+        (the reconnect's `on_reconnect` then covers what is missed)."""
+        async with self._heard_changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._heard_changed.wait_for(lambda: self.hears(channel) or not self.connected),
+                    wait_seconds,
+                )
+        return self.hears(channel)
+
+    async def _announce_heard(self) -> None:
+        async with self._heard_changed:
+            self._heard_changed.notify_all()
 
     async def start(self, ready_timeout: float = CONNECT_TIMEOUT) -> None:
         """Start listening; returns after the first connection attempt (or the timeout)."""
@@ -69,9 +118,12 @@ class PgListener(Worker):
             try:
                 connection = await self._connect()
                 self.connected = True
+                await self._announce_heard()
                 if self.connects > 0:
                     LISTENER_RECONNECTS.inc()
                     await self._on_reconnect()
+                elif self._heard and self._on_demand_started is not None:
+                    self._on_demand_started()  # wanted before the first connection
                 self.connects += 1
                 self._ready.set()
                 backoff = BACKOFF_FIRST
@@ -94,9 +146,30 @@ class PgListener(Worker):
         params["timeout"] = CONNECT_TIMEOUT
         params["server_settings"] = {"application_name": self._application_name}
         connection: asyncpg.Connection = await asyncpg.connect(*args, **params)
+        self._heard = set()
         for channel in self._channels:
             await connection.add_listener(channel, self._dispatch)
+        for channel in tuple(self._wanted):
+            await connection.add_listener(channel, self._dispatch)
+            self._heard.add(channel)
         return connection
+
+    async def _reconcile(self, connection: asyncpg.Connection) -> None:
+        """LISTEN to on-demand channels now wanted; UNLISTEN those unwanted long enough."""
+        started = False
+        for channel in tuple(self._wanted - self._heard):
+            await connection.add_listener(channel, self._dispatch)
+            self._heard.add(channel)
+            started = True
+        now = asyncio.get_running_loop().time()
+        for channel in tuple(self._heard - self._wanted):
+            if now - self._unwanted_since.get(channel, now) >= self._unlisten_after:
+                await connection.remove_listener(channel, self._dispatch)
+                self._heard.discard(channel)
+        if started:
+            await self._announce_heard()
+            if self._on_demand_started is not None:
+                self._on_demand_started()
 
     def _dispatch(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         try:
@@ -107,11 +180,27 @@ class PgListener(Worker):
     async def _watch(self, connection: asyncpg.Connection) -> None:
         """Return on stop; raise when the connection stops answering."""
         lost = asyncio.Event()
-        connection.add_termination_listener(lambda _conn: lost.set())
+
+        def on_lost(_conn: Any) -> None:
+            lost.set()
+            self._wake.set()
+
+        connection.add_termination_listener(on_lost)
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + self._ping_seconds
         while not self.stopping:
-            await self.wait_stop_or(lost, self._ping_seconds)
+            self._wake.clear()  # before: a want() during the reconcile wakes the wait below
+            await self._reconcile(connection)
+            wake_at = [next_ping]
+            wake_at += [
+                self._unwanted_since.get(channel, loop.time()) + self._unlisten_after
+                for channel in self._heard - self._wanted
+            ]
+            await self.wait_stop_or(self._wake, max(0.0, min(wake_at) - loop.time()))
             if self.stopping:
                 return
             if lost.is_set() or connection.is_closed():
                 raise ConnectionError("listener connection closed")
-            await connection.fetchval("SELECT 1", timeout=PING_TIMEOUT)
+            if loop.time() >= next_ping:
+                await connection.fetchval("SELECT 1", timeout=PING_TIMEOUT)
+                next_ping = loop.time() + self._ping_seconds

@@ -16,11 +16,13 @@ from cloud.console.auth import current_viewer
 from cloud.console.broker import CLOSED, EventBroker
 from cloud.console.web import ConsoleRoute
 from cloud.core.ids import DEVICE_ID
+from cloud.events.notify import EVENTS_CHANNEL
 
 logger = logging.getLogger(__name__)
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 RETRY_MS = 3000  # the browser reconnects this long after the stream ends
 SEND_TIMEOUT = 10.0  # seconds; a browser that stops reading is dropped
+HEAR_TIMEOUT = 5.0  # seconds the first stream waits for the instance's LISTEN on events
 
 
 @router.get("/console/events")
@@ -37,6 +39,13 @@ async def console_events(request: Request, device: str | None = None) -> Respons
         device = None
     broker: EventBroker = request.app.state.console_broker
     subscription = broker.subscribe(viewer.user.org_id, viewer.user.user_id)
+    try:
+        # The first stream here makes the instance LISTEN for events: `hello` once it hears.
+        await request.app.state.hub.until_heard(EVENTS_CHANNEL, HEAR_TIMEOUT)
+    except BaseException:
+        subscription.close()
+        raise
+    subscription.live = True
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         try:
