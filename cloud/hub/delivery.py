@@ -12,7 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.commands.queries import is_device_command_id, mark_commands_sent, open_commands_for
 from cloud.events.notify import EVENTS_CHANNEL, trigger_event_sql
-from cloud.hub.envelopes import capture_envelope, config_envelope, device_command_envelope
+from cloud.hub.envelopes import (
+    capture_envelope,
+    config_envelope,
+    delivered_channel,
+    device_command_envelope,
+)
 from cloud.models import (
     OPEN_TRIGGER_STATUSES,
     Device,
@@ -20,7 +25,6 @@ from cloud.models import (
     TriggerStatus,
 )
 
-DELIVERED_CHANNEL = "visant_delivered"
 DELIVERED_IDS_PER_NOTIFY = 150  # 150 ids x ~37 bytes stays under the 8000-byte NOTIFY limit
 
 _TEXT_ARRAY = ARRAY(sa.Text)
@@ -138,11 +142,18 @@ async def mark_sent(session: AsyncSession, written: Sequence[tuple[str, datetime
     )
 
 
-async def notify_delivered(session: AsyncSession, trigger_ids: Sequence[str]) -> None:
-    """Tell every instance these triggers reached a stream (their API callers may be waiting)."""
-    for start in range(0, len(trigger_ids), DELIVERED_IDS_PER_NOTIFY):
-        chunk = ",".join(trigger_ids[start : start + DELIVERED_IDS_PER_NOTIFY])
-        await session.execute(sa.select(sa.func.pg_notify(DELIVERED_CHANNEL, chunk)))
+async def notify_delivered(
+    session: AsyncSession, delivered: Sequence[tuple[str, str | None]]
+) -> None:
+    """Tell the instances waiting on these (trigger id, waiting instance) that they reached a
+    stream: each on its own channel, those of an unknown waiter on the shared one."""
+    by_channel: dict[str, list[str]] = {}
+    for trigger_id, reply_to in delivered:
+        by_channel.setdefault(delivered_channel(reply_to), []).append(trigger_id)
+    for channel, trigger_ids in by_channel.items():
+        for start in range(0, len(trigger_ids), DELIVERED_IDS_PER_NOTIFY):
+            chunk = ",".join(trigger_ids[start : start + DELIVERED_IDS_PER_NOTIFY])
+            await session.execute(sa.select(sa.func.pg_notify(channel, chunk)))
 
 
 async def record_config_ack(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cloud.core.ids import config_command_id
 from cloud.models import Device, DeviceCommand, Trigger
 
+DELIVERED_CHANNEL = "visant_delivered"  # shared: deliveries whose waiter is unknown
 COMMANDS_CHANNEL = "visant_commands"  # shared: every instance listens (presence unknown)
 INSTANCE_CHANNEL_PREFIX = "visant_commands_"  # + instance id: only that instance listens
 NOTIFY_PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses NOTIFY payloads of 8000 or more
@@ -70,22 +71,33 @@ def config_envelope(device: Device, issued_at: datetime | None = None) -> dict[s
     }
 
 
-def command_message(device_id: str, envelope: dict[str, Any]) -> str:
-    """The COMMANDS_CHANNEL payload announcing `envelope` to the instance holding the device.
+def command_message(device_id: str, envelope: dict[str, Any], reply_to: str | None = None) -> str:
+    """The COMMANDS_CHANNEL payload announcing `envelope` to the instance holding the device;
+    `reply_to`: the instance waiting to hear of its delivery (delivered_channel).
 
     An envelope too large for NOTIFY is announced without its body; listeners then re-read
     the device's pending commands from the database.
     """
-    message = json.dumps({"device_id": device_id, "envelope": envelope}, separators=(",", ":"))
-    if len(message.encode()) > NOTIFY_PAYLOAD_LIMIT:
-        message = json.dumps({"device_id": device_id, "envelope": None}, separators=(",", ":"))
-    return message
+    message: dict[str, Any] = {"device_id": device_id, "envelope": envelope}
+    if reply_to is not None:
+        message["reply_to"] = reply_to
+    text = json.dumps(message, separators=(",", ":"))
+    if len(text.encode()) > NOTIFY_PAYLOAD_LIMIT:
+        text = json.dumps({"device_id": device_id, "envelope": None}, separators=(",", ":"))
+    return text
 
 
-def parse_command_message(payload: str) -> tuple[str, dict[str, Any] | None]:
-    """(device_id, envelope) of a COMMANDS_CHANNEL payload; envelope None: re-read the backlog."""
+def parse_command_message(payload: str) -> tuple[str, dict[str, Any] | None, str | None]:
+    """(device_id, envelope, reply_to) of a COMMANDS_CHANNEL payload; envelope None: re-read
+    the backlog."""
     message = json.loads(payload)
-    return message["device_id"], message.get("envelope")
+    return message["device_id"], message.get("envelope"), message.get("reply_to")
+
+
+def delivered_channel(instance_id: str | None) -> str:
+    """Where a delivery is confirmed: the waiting instance's own channel when known (one
+    listener parses it, not all N), else the shared one."""
+    return f"{DELIVERED_CHANNEL}_{instance_id}" if instance_id else DELIVERED_CHANNEL
 
 
 def command_channel(instance_id: str | None) -> str:

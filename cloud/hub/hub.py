@@ -27,10 +27,12 @@ from cloud.hub import close_reasons, connection_log, delivery, presence
 from cloud.hub.connection_log import ConnectionEvent
 from cloud.hub.envelopes import (
     COMMANDS_CHANNEL,
+    DELIVERED_CHANNEL,
     CommandType,
     capture_envelope,
     command_channel,
     config_envelope,
+    delivered_channel,
     device_command_envelope,
     parse_command_message,
 )
@@ -103,6 +105,8 @@ class CommandHub(Worker):
         # Commands for devices streaming here come on this instance's own channel; the shared
         # one carries those whose holder was unknown when they were stored.
         self.command_channel = command_channel(self.instance_id)
+        # Deliveries of commands this instance's API calls wait for come on its own channel.
+        self.delivered_channel = delivered_channel(self.instance_id)
         self._extra_channels = dict(extra_channels or {})
         self._on_listener_reconnect = on_listener_reconnect
         self._listener = PgListener(
@@ -110,7 +114,8 @@ class CommandHub(Worker):
             (
                 self.command_channel,
                 COMMANDS_CHANNEL,
-                delivery.DELIVERED_CHANNEL,
+                DELIVERED_CHANNEL,
+                self.delivered_channel,
                 presence.PRESENCE_CHANNEL,
                 connection_log.BARRED_CHANNEL,
             ),
@@ -188,7 +193,7 @@ class CommandHub(Worker):
         """The command's bytes went to the client: record `sent` (batched)."""
         metrics.COMMANDS.labels(command.type, "written").inc()
         if command.type != CommandType.CONFIG:  # config is acknowledged, not marked sent
-            self._recorder.written(command.command_id, command.manual)
+            self._recorder.written(command.command_id, command.manual, command.reply_to)
             if command.manual and command.envelope.get("issued_at"):
                 issued = datetime.fromisoformat(command.envelope["issued_at"])
                 metrics.observe_push((datetime.now(UTC) - issued).total_seconds())
@@ -257,15 +262,15 @@ class CommandHub(Worker):
     # -- notifications -------------------------------------------------------------------------
     def _on_notification(self, channel: str, payload: str) -> None:
         if channel == self.command_channel or channel == COMMANDS_CHANNEL:
-            device_id, envelope = parse_command_message(payload)
+            device_id, envelope, reply_to = parse_command_message(payload)
             stream = self._streams.get(device_id)
             if stream is None:
                 return
             if envelope is None:
                 self.spawn(self._redeliver([stream]), "redeliver")
             else:
-                self._route(stream, Command.from_envelope(envelope))
-        elif channel == delivery.DELIVERED_CHANNEL:
+                self._route(stream, Command.from_envelope(envelope, reply_to))
+        elif channel == self.delivered_channel or channel == DELIVERED_CHANNEL:
             for trigger_id in payload.split(","):
                 self._recorder.resolve(trigger_id)
         elif channel == presence.PRESENCE_CHANNEL:

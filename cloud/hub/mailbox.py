@@ -24,9 +24,10 @@ class Command:
     expires_at: str | None
     data: bytes
     envelope: dict[str, Any]
+    reply_to: str | None = None  # the instance waiting to hear it was delivered, if another
 
     @classmethod
-    def from_envelope(cls, envelope: dict[str, Any]) -> Command:
+    def from_envelope(cls, envelope: dict[str, Any], reply_to: str | None = None) -> Command:
         body = json.dumps(envelope, separators=(",", ":"))
         command_id = envelope["command_id"]
         kind = envelope["type"]
@@ -39,6 +40,7 @@ class Command:
             expires_at=envelope.get("expires_at"),
             data=f"event: {kind}\nid: {command_id}\ndata: {body}\n\n".encode(),
             envelope=envelope,
+            reply_to=reply_to,
         )
 
 

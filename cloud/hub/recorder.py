@@ -35,7 +35,8 @@ class DeliveryRecorder(Worker):
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         super().__init__()
         self._sessions = sessions
-        self._written: list[tuple[str, datetime, bool]] = []
+        # (command id, when written, whether someone waits for it, the waiting instance)
+        self._written: list[tuple[str, datetime, bool, str | None]] = []
         self._released: list[tuple[str, str]] = []
         self._events: list[ConnectionEvent] = []
         self._waiters: dict[str, asyncio.Future[None]] = {}
@@ -52,9 +53,10 @@ class DeliveryRecorder(Worker):
         except Exception:  # noqa: BLE001 - lost sent marks only mean a resend on reconnect
             logger.warning("last delivery records not written at stop")
 
-    def written(self, trigger_id: str, manual: bool) -> None:
-        """A capture command's bytes went to a client now."""
-        self._written.append((trigger_id, datetime.now(UTC), manual))
+    def written(self, trigger_id: str, manual: bool, reply_to: str | None = None) -> None:
+        """A capture command's bytes went to a client now; `reply_to`: the instance whose API
+        call waits for it (None: unknown, or this one)."""
+        self._written.append((trigger_id, datetime.now(UTC), manual, reply_to))
         self._dirty.set()
 
     def released(self, device_id: str, stream_id: str) -> None:
@@ -92,9 +94,13 @@ class DeliveryRecorder(Worker):
             return
         try:
             async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
-                await delivery.mark_sent(session, [(tid, at) for tid, at, _ in written])
+                await delivery.mark_sent(session, [(tid, at) for tid, at, _, _ in written])
                 # Triggers made on another instance: its API call waits for this NOTIFY.
-                remote = [tid for tid, _, manual in written if manual and tid not in self._waiters]
+                remote = [
+                    (tid, reply_to)
+                    for tid, _, manual, reply_to in written
+                    if manual and tid not in self._waiters
+                ]
                 await delivery.notify_delivered(session, remote)
                 await presence.release_presence(session, released)
                 await connection_log.record_events(session, events)
@@ -104,7 +110,7 @@ class DeliveryRecorder(Worker):
             self._released[:0] = released
             self._events[:0] = events
             raise
-        for trigger_id, _, _ in written:
+        for trigger_id, _, _, _ in written:
             self.resolve(trigger_id)
 
     async def run(self) -> None:

@@ -159,7 +159,7 @@ async def request_manual_trigger(
             settings.max_open_manual_triggers,
             INSTANCE_CHANNEL_PREFIX,
             COMMANDS_CHANNEL,
-            command_message(device_id, envelope),
+            command_message(device_id, envelope, reply_to=this_instance),
             EVENTS_CHANNEL,
             event_payload(
                 user.org_id,

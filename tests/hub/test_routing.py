@@ -10,7 +10,12 @@ import psycopg2
 import psycopg2.extensions
 
 from cloud.core.database_url import libpq_dsn
-from cloud.hub.envelopes import COMMANDS_CHANNEL, command_channel
+from cloud.hub.envelopes import (
+    COMMANDS_CHANNEL,
+    DELIVERED_CHANNEL,
+    command_channel,
+    delivered_channel,
+)
 from cloud.hub.hub import CommandHub
 from tests.support.factories import Factory
 from tests.support.live_server import LiveServer
@@ -70,6 +75,28 @@ def test_a_command_is_announced_only_on_the_holding_instances_channel(
             notes = seen(NOTIFY_WAIT)
         assert [channel for channel, _ in notes] == [channels[0]]
         assert answer["trigger_id"] in notes[0][1]
+    finally:
+        reader.close()
+
+
+def test_a_delivery_is_confirmed_only_to_the_waiting_instance(
+    start_server: Callable[..., LiveServer], factory: Factory, database_url: str
+) -> None:
+    """The holder's confirmation goes to the requesting instance's own channel (one listener
+    parses it), not to the shared one every instance hears."""
+    a, b = start_server(), start_server()
+    user = factory.user()
+    device = factory.device(org_id=user.org_id, reported_config_version=1)
+    reader = StreamReader(a.url, device.device_id, device.key).start()
+    own = {name: delivered_channel(_hub(s).instance_id) for name, s in (("a", a), ("b", b))}
+    try:
+        with listening(database_url, DELIVERED_CHANNEL, *own.values()) as seen:
+            answer = _trigger(b, device.device_id, user.headers)  # made on B, held by A
+            assert answer["status"] == "sent"  # B heard A's confirmation
+            notes = seen(NOTIFY_WAIT)
+        assert [channel for channel, _ in notes] == [own["b"]]
+        assert answer["trigger_id"] in notes[0][1].split(",")
+        assert reader.next().id == answer["trigger_id"]
     finally:
         reader.close()
 
