@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +30,8 @@ _CONNECTION_LOST = (
 
 # Authenticate the key and count the event in one statement on the driver connection (asyncpg
 # keeps it prepared): the counter moves only for the key's own, active device, as when
-# authenticate_device and hit ran one after the other.
+# authenticate_device and hit ran one after the other. A caller may read more in the same
+# statement (AdmissionLookups): columns and LEFT JOINs on `d`, parameters from $6 on.
 _AUTHENTICATE_AND_COUNT = """
     WITH d AS (
         SELECT device_id, org_id, status, config, config_version, reported_config_version,
@@ -39,9 +42,24 @@ _AUTHENTICATE_AND_COUNT = """
         SELECT $3, $4, 1, $5 FROM d WHERE d.device_id = $2 AND d.status = 'active'
         ON CONFLICT (key, window_start) DO UPDATE SET count = rate_counters.count + 1
         RETURNING count)
-    SELECT d.*, (SELECT count FROM counted) AS count
-    FROM d
+    SELECT d.*, (SELECT count FROM counted) AS count{columns}
+    FROM d{joins}
 """
+
+
+@dataclass(frozen=True)
+class AdmissionLookups:
+    """What a caller reads besides the device in the admission's one round trip."""
+
+    columns: str  # ", x.a AS a, ..." over `d` and the joined tables
+    joins: str  # " LEFT JOIN ... ON ..." using parameters $6, $7, ...
+
+    @functools.cached_property
+    def sql(self) -> str:
+        return _AUTHENTICATE_AND_COUNT.format(columns=self.columns, joins=self.joins)
+
+
+_NO_LOOKUPS = AdmissionLookups("", "")
 
 
 async def authenticate_and_count(
@@ -51,8 +69,11 @@ async def authenticate_and_count(
     device_key: str | None,
     limit: Limit,
     refusal: str,
-) -> Device:
-    """The device whose key was presented, its event counted against `limit`.
+    lookups: AdmissionLookups = _NO_LOOKUPS,
+    lookup_args: Sequence[Any] = (),
+) -> tuple[Device, Mapping[str, Any]]:
+    """The device whose key was presented, its event counted against `limit`, and the row
+    with the `lookups` columns (one statement, outside any transaction unless one is open).
 
     The same answers as authenticate_device (404 malformed id, 401 wrong or another
     device's key, 403 not active) followed by 429 `refusal` over the limit. The Device is
@@ -70,12 +91,12 @@ async def authenticate_and_count(
     key_hash = hash_secret(key, settings.secret_key)
     try:
         row = await driver.fetchrow(
-            _AUTHENTICATE_AND_COUNT, key_hash, device_id, limit.row_key(device_id), start, end
+            lookups.sql, key_hash, device_id, limit.row_key(device_id), start, end, *lookup_args
         )
     except _CONNECTION_LOST as exc:
         # Unwrapped by SQLAlchemy on the driver connection: 503 (retry), as through the ORM.
         raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    return admitted_device(row, device_id, key_hash, limit, now, refusal)
+    return admitted_device(row, device_id, key_hash, limit, now, refusal), row
 
 
 # The same for a batch of stream opens: one row per presented key that matched a device, with

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.alerts.rules import raise_detection_alerts
-from cloud.auth.device_admission import authenticate_and_count
+from cloud.auth.device_admission import AdmissionLookups, authenticate_and_count
 from cloud.captures.evaluation import EvaluationError, evaluate
 from cloud.captures.images import ImageInfo
 from cloud.captures.metadata import CaptureMetadata
@@ -101,9 +101,36 @@ class LockedTrigger:
     trigger_label: str | None
 
 
+@dataclass(frozen=True)
+class TriggerState:
+    """What an upload needs to know of the trigger it names (None fields: no such trigger)."""
+
+    device_id: str | None
+    status: str | None
+    trigger_type: str | None
+    trigger_label: str | None
+    capture_id: str | None
+    capture_status: str | None  # of the capture that closed it, when visible
+
+
+def _trigger_verdict(
+    device_id: str, trigger_id: str, state: TriggerState
+) -> LockedTrigger | IngestResult:
+    """The device's open trigger, the result of the upload that already closed it, or the
+    refusal (404 not this device's, 409 terminal without a capture)."""
+    if state.device_id is None or state.device_id != device_id:
+        raise ApiError(404, "trigger not found")
+    if state.capture_id is not None and state.capture_status is not None:
+        return IngestResult(state.capture_id, EvaluationStatus(state.capture_status), False)
+    status = TriggerStatus(state.status)
+    if status not in OPEN_TRIGGER_STATUSES:
+        raise ApiError(409, f"trigger is {status.value}; it takes no capture")
+    return LockedTrigger(trigger_id, TriggerType(state.trigger_type), state.trigger_label)
+
+
 # The trigger locked against a concurrent upload or the reaper, with the capture that already
 # closed it (if any), in one round trip.
-_READ_TRIGGER = (
+_LOCK_TRIGGER = (
     sa.select(
         Trigger.device_id,
         Trigger.status,
@@ -114,31 +141,49 @@ _READ_TRIGGER = (
     )
     .outerjoin(Capture, Capture.record_id == Trigger.capture_id)
     .where(Trigger.trigger_id == sa.bindparam("trigger_id"))
+    .with_for_update(of=Trigger)
 )
-_LOCK_TRIGGER = _READ_TRIGGER.with_for_update(of=Trigger)
 
 
 async def _lock_trigger(
-    session: AsyncSession, device_id: str, trigger_id: str, lock: bool = True
+    session: AsyncSession, device_id: str, trigger_id: str
 ) -> LockedTrigger | IngestResult:
-    """The device's open trigger, or the result of the upload that already closed it."""
-    statement = _LOCK_TRIGGER if lock else _READ_TRIGGER
-    row = (await session.execute(statement, {"trigger_id": trigger_id})).one_or_none()
-    if row is None or row.device_id != device_id:
+    """The device's open trigger, locked, or the result of the upload that already closed it."""
+    row = (await session.execute(_LOCK_TRIGGER, {"trigger_id": trigger_id})).one_or_none()
+    if row is None:
         raise ApiError(404, "trigger not found")
-    if row.capture_id is not None:
-        status = row.evaluation_status
-        if status is None:
-            # We waited for the lock while another upload closed this trigger: the re-checked
-            # trigger row is current, but the joined capture is not in this statement's snapshot.
-            status = await session.scalar(
-                sa.select(Capture.evaluation_status).where(Capture.record_id == row.capture_id)
-            )
-        if status is not None:
-            return IngestResult(row.capture_id, status, created=False)
-    if row.status not in OPEN_TRIGGER_STATUSES:
-        raise ApiError(409, f"trigger is {row.status.value}; it takes no capture")
-    return LockedTrigger(trigger_id, row.trigger_type, row.trigger_label)
+    capture_status = row.evaluation_status
+    if row.capture_id is not None and capture_status is None:
+        # We waited for the lock while another upload closed this trigger: the re-checked
+        # trigger row is current, but the joined capture is not in this statement's snapshot.
+        capture_status = await session.scalar(
+            sa.select(Capture.evaluation_status).where(Capture.record_id == row.capture_id)
+        )
+    state = TriggerState(
+        row.device_id,
+        row.status,
+        row.trigger_type,
+        row.trigger_label,
+        row.capture_id,
+        capture_status,
+    )
+    return _trigger_verdict(device_id, trigger_id, state)
+
+
+# Read in the admission's statement: the record an earlier try of this upload stored (same
+# capture id) and the trigger it names, unlocked (a repeat or a refused trigger then costs no
+# snapshot write). $6: capture id, $7: trigger id (NULL: none).
+_UPLOAD_LOOKUPS = AdmissionLookups(
+    columns=""",
+        p.record_id AS previous_id, p.evaluation_status AS previous_status,
+        t.device_id AS trigger_device_id, t.status AS trigger_status,
+        t.trigger_type AS trigger_type, t.trigger_label AS trigger_label,
+        t.capture_id AS trigger_capture_id, tc.evaluation_status AS trigger_capture_status""",
+    joins="""
+        LEFT JOIN captures AS p ON p.device_id = d.device_id AND p.client_capture_id = $6
+        LEFT JOIN scheduled_triggers AS t ON t.trigger_id = $7
+        LEFT JOIN captures AS tc ON tc.record_id = t.capture_id""",
+)
 
 
 _CAPTURES = Capture.__table__
@@ -188,23 +233,29 @@ async def _previous_upload(
 async def _admit(
     session: AsyncSession, settings: Settings, device_key: str | None, metadata: CaptureMetadata
 ) -> Device | IngestResult:
-    """Authenticate, count the upload, and find a repeat, in one short transaction."""
-    device = await authenticate_and_count(
+    """Authenticate, count the upload, find a repeat and check its trigger: one statement."""
+    device, row = await authenticate_and_count(
         session,
         settings,
         metadata.device_id,
         device_key,
         upload_limit(settings),
         "too many uploads from this device",
+        _UPLOAD_LOOKUPS,
+        (metadata.capture_id, metadata.trigger_id),
     )
-    previous = await _previous_upload(
-        session, device.device_id, metadata.trigger_id, metadata.capture_id
-    )
-    if previous is not None:
-        return previous
+    if row["previous_id"] is not None:
+        return IngestResult(row["previous_id"], EvaluationStatus(row["previous_status"]), False)
     if metadata.trigger_id is not None:
-        # Unlocked look first: a repeat or a refused trigger costs no snapshot write.
-        checked = await _lock_trigger(session, device.device_id, metadata.trigger_id, lock=False)
+        state = TriggerState(
+            row["trigger_device_id"],
+            row["trigger_status"],
+            row["trigger_type"],
+            row["trigger_label"],
+            row["trigger_capture_id"],
+            row["trigger_capture_status"],
+        )
+        checked = _trigger_verdict(device.device_id, metadata.trigger_id, state)
         if isinstance(checked, IngestResult):
             return checked
     return device
@@ -226,7 +277,7 @@ async def ingest_capture(
     certainly does not exist (a refusal before COMMIT); a failed COMMIT may have committed,
     so that file is left for the orphan sweep in retention.
     """
-    async with session_factory() as session, session.begin():
+    async with session_factory() as session:
         admitted = await _admit(session, settings, device_key, metadata)
     if isinstance(admitted, IngestResult):
         return admitted

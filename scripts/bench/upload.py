@@ -10,7 +10,9 @@ devices directly in the database and checks at the end that every 201 left exact
 With --url it uploads as one existing device (that server's rate limit applies).
 Uploads are event captures (trigger_id null, one INSERT each) unless --triggers: then each
 upload closes its own `sent` trigger (row lock, INSERT + UPDATE in one statement) and the
-end check also counts the executed triggers. The floor, measured in the same run with the
+end check also counts the executed triggers. Each upload carries its own capture_id, as the
+agent's do, and a person its device's rule matches: each device's first upload raises an
+alert, the rest fall inside its cooldown. The floor, measured in the same run with the
 same client and multipart bodies, is scripts/bench/upload_floor.py (a bare Starlette endpoint
 that parses the body and writes the file); the final JSON line carries `uploads_per_s`,
 `floor_uploads_per_s`, `ratio` and `server_cpu_ms_per_upload` (multipart). The client is a
@@ -100,6 +102,9 @@ def _metadata(device_id: str, trigger_id: str | None) -> dict:
     return {
         "device_id": device_id,
         "trigger_id": trigger_id,
+        # Each upload its own id, as the agent's outbox sends (device/outbox.py): the cloud
+        # looks for an earlier try of it in the admission statement.
+        "capture_id": uuid.uuid4().hex,
         "captured_at": datetime.now(UTC).isoformat(),
         "trigger_label": "bench",
         "metadata": {"bench": True},
@@ -219,8 +224,12 @@ async def bench(args: argparse.Namespace) -> int:
                 warm_request = make_request
                 measured_request = functools.partial(make_request, offset=WARMUP)
             else:
-                prebuilt = [builder.build(k, d, fmt, None) for d, k in devices]
-                warm_request = measured_request = lambda i, p=prebuilt: p[i % len(p)]
+
+                def cycled(index: int, fmt: str = fmt) -> list[bytes]:
+                    device_id, key = devices[index % len(devices)]
+                    return builder.build(key, device_id, fmt, None)
+
+                warm_request = measured_request = cycled
             warm = Phase("warmup")
             await run_phase(host, port, warm_request, WARMUP, args.concurrency, warm)
             warm_stored += len(warm.latencies)
@@ -293,11 +302,14 @@ async def measure_floor(
     """The same client and multipart bodies against scripts/bench/upload_floor.py."""
     floor = FloorServer()
     try:
-        prebuilt = [builder.build(k, d, "multipart", None) for d, k in devices]
-        request = lambda i: prebuilt[i % len(prebuilt)]  # noqa: E731
+
+        def request(index: int) -> list[bytes]:
+            device_id, key = devices[index % len(devices)]
+            return builder.build(key, device_id, "multipart", None)
+
         await run_phase("127.0.0.1", floor.port, request, WARMUP, args.concurrency, Phase("w"))
         phase = Phase("floor multipart", image_bytes=len(builder.image))
-        phase.wire_bytes = sum(map(len, prebuilt[0]))
+        phase.wire_bytes = sum(map(len, request(0)))
         before = floor.cpu_seconds()
         await run_phase("127.0.0.1", floor.port, request, args.count, args.concurrency, phase)
         phase.cpu = {"server": floor.cpu_seconds() - before}
