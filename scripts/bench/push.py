@@ -110,9 +110,13 @@ async def measure(
     began = time.perf_counter()
     await streams.open_all(fleet)
     open_s = time.perf_counter() - began
+    # Idle CPU over the second half of the settling time only: what the opens left running
+    # (tasks finishing, first pings) would otherwise count as idle and be taken off the
+    # firing phase's CPU.
+    await asyncio.sleep(SETTLE_SECONDS / 2)
     cpu0 = target.cpu()
-    await asyncio.sleep(SETTLE_SECONDS)
-    idle_cpu_rate = (target.cpu() - cpu0) / SETTLE_SECONDS
+    await asyncio.sleep(SETTLE_SECONDS / 2)
+    idle_cpu_rate = (target.cpu() - cpu0) / (SETTLE_SECONDS / 2)
     rss_after = target.rss()
     devices = [device_id for device_id, _ in fleet]
     profiler = None
