@@ -14,11 +14,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.alerts.rules import raise_detection_alerts
-from cloud.auth.device_admission import AdmissionLookups, authenticate_and_count
+from cloud.auth.device_admission import authenticate_and_count
 from cloud.captures.evaluation import EvaluationError, evaluate
 from cloud.captures.images import ImageInfo
 from cloud.captures.metadata import CaptureMetadata
 from cloud.captures.storage import SnapshotStore, snapshot_key
+from cloud.captures.upload_checks import (
+    UPLOAD_LOOKUPS,
+    IngestResult,
+    LockedTrigger,
+    TriggerState,
+    lock_trigger,
+    previous_upload,
+    trigger_verdict,
+)
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import new_record_id
@@ -26,7 +35,6 @@ from cloud.events.notify import EVENTS_CHANNEL, EventKind, bounded_payload
 from cloud.limits.counters import Limit
 from cloud.metrics import registry as metrics
 from cloud.models import (
-    OPEN_TRIGGER_STATUSES,
     Capture,
     Device,
     EvaluationStatus,
@@ -40,13 +48,6 @@ logger = logging.getLogger(__name__)
 
 def upload_limit(settings: Settings) -> Limit:
     return Limit("uploads", settings.uploads_per_device_per_minute, 60)
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    record_id: str
-    evaluation_status: EvaluationStatus
-    created: bool
 
 
 def evaluation_of(
@@ -92,100 +93,6 @@ async def _discard_snapshot(store: SnapshotStore, key: str) -> None:
         logger.exception("could not delete orphaned snapshot %s", key)
 
 
-@dataclass(frozen=True)
-class LockedTrigger:
-    """The trigger row an upload closes (locked until the transaction ends)."""
-
-    trigger_id: str
-    trigger_type: TriggerType
-    trigger_label: str | None
-
-
-@dataclass(frozen=True)
-class TriggerState:
-    """What an upload needs to know of the trigger it names (None fields: no such trigger)."""
-
-    device_id: str | None
-    status: str | None
-    trigger_type: str | None
-    trigger_label: str | None
-    capture_id: str | None
-    capture_status: str | None  # of the capture that closed it, when visible
-
-
-def _trigger_verdict(
-    device_id: str, trigger_id: str, state: TriggerState
-) -> LockedTrigger | IngestResult:
-    """The device's open trigger, the result of the upload that already closed it, or the
-    refusal (404 not this device's, 409 terminal without a capture)."""
-    if state.device_id is None or state.device_id != device_id:
-        raise ApiError(404, "trigger not found")
-    if state.capture_id is not None and state.capture_status is not None:
-        return IngestResult(state.capture_id, EvaluationStatus(state.capture_status), False)
-    status = TriggerStatus(state.status)
-    if status not in OPEN_TRIGGER_STATUSES:
-        raise ApiError(409, f"trigger is {status.value}; it takes no capture")
-    return LockedTrigger(trigger_id, TriggerType(state.trigger_type), state.trigger_label)
-
-
-# The trigger locked against a concurrent upload or the reaper, with the capture that already
-# closed it (if any), in one round trip.
-_LOCK_TRIGGER = (
-    sa.select(
-        Trigger.device_id,
-        Trigger.status,
-        Trigger.trigger_type,
-        Trigger.trigger_label,
-        Trigger.capture_id,
-        Capture.evaluation_status,
-    )
-    .outerjoin(Capture, Capture.record_id == Trigger.capture_id)
-    .where(Trigger.trigger_id == sa.bindparam("trigger_id"))
-    .with_for_update(of=Trigger)
-)
-
-
-async def _lock_trigger(
-    session: AsyncSession, device_id: str, trigger_id: str
-) -> LockedTrigger | IngestResult:
-    """The device's open trigger, locked, or the result of the upload that already closed it."""
-    row = (await session.execute(_LOCK_TRIGGER, {"trigger_id": trigger_id})).one_or_none()
-    if row is None:
-        raise ApiError(404, "trigger not found")
-    capture_status = row.evaluation_status
-    if row.capture_id is not None and capture_status is None:
-        # We waited for the lock while another upload closed this trigger: the re-checked
-        # trigger row is current, but the joined capture is not in this statement's snapshot.
-        capture_status = await session.scalar(
-            sa.select(Capture.evaluation_status).where(Capture.record_id == row.capture_id)
-        )
-    state = TriggerState(
-        row.device_id,
-        row.status,
-        row.trigger_type,
-        row.trigger_label,
-        row.capture_id,
-        capture_status,
-    )
-    return _trigger_verdict(device_id, trigger_id, state)
-
-
-# Read in the admission's statement: the record an earlier try of this upload stored (same
-# capture id) and the trigger it names, unlocked (a repeat or a refused trigger then costs no
-# snapshot write). $6: capture id, $7: trigger id (NULL: none).
-_UPLOAD_LOOKUPS = AdmissionLookups(
-    columns=""",
-        p.record_id AS previous_id, p.evaluation_status AS previous_status,
-        t.device_id AS trigger_device_id, t.status AS trigger_status,
-        t.trigger_type AS trigger_type, t.trigger_label AS trigger_label,
-        t.capture_id AS trigger_capture_id, tc.evaluation_status AS trigger_capture_status""",
-    joins="""
-        LEFT JOIN captures AS p ON p.device_id = d.device_id AND p.client_capture_id = $6
-        LEFT JOIN scheduled_triggers AS t ON t.trigger_id = $7
-        LEFT JOIN captures AS tc ON tc.record_id = t.capture_id""",
-)
-
-
 _CAPTURES = Capture.__table__
 _TRIGGERS = Trigger.__table__
 # Built once with bind parameters: per upload SQLAlchemy only binds values (building the
@@ -214,22 +121,6 @@ _INSERT_CAPTURE_ANNOUNCED = _ANNOUNCE.add_cte(_NEW_CAPTURE)
 _INSERT_CAPTURE_CLOSE_TRIGGER = _ANNOUNCE.add_cte(_NEW_CAPTURE).add_cte(_CLOSED_TRIGGER)
 
 
-async def _previous_upload(
-    session: AsyncSession, device_id: str, trigger_id: str | None, capture_id: str | None
-) -> IngestResult | None:
-    """The record an earlier try of this upload stored (same capture id), if any."""
-    if capture_id is None:
-        return None
-    row = (
-        await session.execute(
-            sa.select(Capture.record_id, Capture.evaluation_status).where(
-                Capture.device_id == device_id, Capture.client_capture_id == capture_id
-            )
-        )
-    ).one_or_none()
-    return None if row is None else IngestResult(row.record_id, row.evaluation_status, False)
-
-
 async def _admit(
     session: AsyncSession, settings: Settings, device_key: str | None, metadata: CaptureMetadata
 ) -> Device | IngestResult:
@@ -241,7 +132,7 @@ async def _admit(
         device_key,
         upload_limit(settings),
         "too many uploads from this device",
-        _UPLOAD_LOOKUPS,
+        UPLOAD_LOOKUPS,
         (metadata.capture_id, metadata.trigger_id),
     )
     if row["previous_id"] is not None:
@@ -255,7 +146,7 @@ async def _admit(
             row["trigger_capture_id"],
             row["trigger_capture_status"],
         )
-        checked = _trigger_verdict(device.device_id, metadata.trigger_id, state)
+        checked = trigger_verdict(device.device_id, metadata.trigger_id, state)
         if isinstance(checked, IngestResult):
             return checked
     return device
@@ -374,7 +265,7 @@ async def _insert(
     one statement; None when inserted."""
     trigger: LockedTrigger | None = None
     if metadata.trigger_id is not None:
-        locked = await _lock_trigger(session, device_id, metadata.trigger_id)
+        locked = await lock_trigger(session, device_id, metadata.trigger_id)
         if isinstance(locked, IngestResult):
             return locked
         trigger = locked
@@ -388,7 +279,7 @@ async def _insert(
         await session.execute(statement, {**parameters, "events": EVENTS_CHANNEL, "event": event})
     except IntegrityError as exc:
         await session.rollback()
-        previous = await _previous_upload(
+        previous = await previous_upload(
             session, device_id, metadata.trigger_id, metadata.capture_id
         )
         if previous is not None:
