@@ -48,6 +48,28 @@ def test_a_hit_is_a_fresh_copy_until_the_ttl_passes() -> None:
     assert cache.get("h") is None
 
 
+def test_an_actor_hit_is_the_users_plain_values_under_the_same_rules() -> None:
+    """Read-only hot paths get one shared immutable Actor: no ORM instance per request, and
+    the same TTL, expiry and forgetting as a User hit."""
+    clock = FakeClock()
+    cache = TokenCache(5.0, clock=clock)
+    user = _user()
+    cache.put("h", user, datetime.now(UTC) + timedelta(days=1))
+    actor = cache.get_actor("h")
+    assert actor is not None and cache.get_actor("h") is actor
+    assert (actor.user_id, actor.org_id, actor.email, actor.role) == (
+        user.user_id,
+        user.org_id,
+        user.email,
+        UserRole.OPERATOR,
+    )
+    cache.forget_user(user.user_id)
+    assert cache.get_actor("h") is None
+    cache.put("h", user, datetime.now(UTC) + timedelta(days=1))
+    clock.now += 5.0
+    assert cache.get_actor("h") is None
+
+
 def test_an_expired_token_stops_at_its_expiry_whatever_the_ttl() -> None:
     cache = TokenCache(3600.0, clock=FakeClock())
     cache.put("h", _user(), datetime.now(UTC) - timedelta(seconds=1))
