@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cloud.core.asgi import StatusWatchingSend
+
 logger = logging.getLogger(__name__)
 
 
@@ -67,7 +69,6 @@ class BodyLimitMiddleware:
                 await _send_json(send, 413, BodyTooLarge(limit).detail)
                 return
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -78,16 +79,11 @@ class BodyLimitMiddleware:
                     raise BodyTooLarge(limit)
             return message
 
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        watched = StatusWatchingSend(send)
         try:
-            await self.app(scope, counting_receive, watching_send)
+            await self.app(scope, counting_receive, watched)
         except BodyTooLarge as exc:
-            if started:
+            if watched.status is not None:  # the response already started
                 raise
             logger.info("body over %d bytes refused on %s", exc.limit, scope["path"])
             await _send_json(send, 413, exc.detail)

@@ -7,8 +7,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from cloud.core.asgi import StatusWatchingSend
 from cloud.core.errors import error_response
 from cloud.metrics.middleware import observe_request
 
@@ -45,19 +46,13 @@ async def answer(
     """Send `respond()`'s response, or what the app's handlers answer to what it raised;
     count the request under `route` as the metrics middleware would."""
     began = time.perf_counter()
-    status = 500  # an exception before the response started is a 500
-
-    async def counted_send(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        await send(message)
-
+    watched = StatusWatchingSend(send)
     try:
         try:
             response = await respond()
         except Exception as exc:  # noqa: BLE001 - answered as the app's handlers would
             response = error_response(exc, scope["method"], scope["path"])
-        await response(scope, receive, counted_send)
+        await response(scope, receive, watched)
     finally:
-        observe_request(route, scope["method"], status, time.perf_counter() - began)
+        # An exception before the response started is a 500, as the middleware counts it.
+        observe_request(route, scope["method"], watched.status or 500, time.perf_counter() - began)

@@ -9,24 +9,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.auth.service import checked_secret
 from cloud.core.config import Settings
-from cloud.core.db import DatabaseUnavailable
+from cloud.core.db import driver_statements
 from cloud.core.errors import ApiError
 from cloud.core.ids import DEVICE_ID
 from cloud.core.security import DEVICE_KEY_PREFIX, hash_secret
 from cloud.limits.counters import Limit, too_many
 from cloud.models import Device, DeviceStatus
-
-_CONNECTION_LOST = (
-    asyncpg.InterfaceError,  # the connection is closed
-    asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError: it was cut mid-query
-    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
-    OSError,
-)
 
 # Authenticate the key and count the event in one statement on the driver connection (asyncpg
 # keeps it prepared): the counter moves only for the key's own, active device, as when
@@ -85,17 +77,11 @@ async def authenticate_and_count(
     key = checked_secret(device_key, DEVICE_KEY_PREFIX)
     now = datetime.now(UTC)
     start, end = limit.window_of(now)
-    connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None
     key_hash = hash_secret(key, settings.secret_key)
-    try:
+    async with driver_statements(await session.connection(), begin=False) as driver:
         row = await driver.fetchrow(
             lookups.sql, key_hash, device_id, limit.row_key(device_id), start, end, *lookup_args
         )
-    except _CONNECTION_LOST as exc:
-        # Unwrapped by SQLAlchemy on the driver connection: 503 (retry), as through the ORM.
-        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
     return admitted_device(row, device_id, key_hash, limit, now, refusal), row
 
 

@@ -23,8 +23,9 @@ from cloud.captures.upload_checks import (
     UPLOAD_LOOKUPS,
     IngestResult,
     LockedTrigger,
-    TriggerState,
     lock_trigger,
+    looked_up_repeat,
+    looked_up_trigger,
     previous_upload,
     trigger_verdict,
 )
@@ -135,17 +136,10 @@ async def _admit(
         UPLOAD_LOOKUPS,
         (metadata.capture_id, metadata.trigger_id),
     )
-    if row["previous_id"] is not None:
-        return IngestResult(row["previous_id"], EvaluationStatus(row["previous_status"]), False)
+    if (previous := looked_up_repeat(row)) is not None:
+        return previous
     if metadata.trigger_id is not None:
-        state = TriggerState(
-            row["trigger_device_id"],
-            row["trigger_status"],
-            row["trigger_type"],
-            row["trigger_label"],
-            row["trigger_capture_id"],
-            row["trigger_capture_status"],
-        )
+        state = looked_up_trigger(row)
         checked = trigger_verdict(device.device_id, metadata.trigger_id, state)
         if isinstance(checked, IngestResult):
             return checked

@@ -3,7 +3,9 @@ it names (read unlocked when admitting it, then locked when storing it)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -119,6 +121,25 @@ UPLOAD_LOOKUPS = AdmissionLookups(
         LEFT JOIN scheduled_triggers AS t ON t.trigger_id = $7
         LEFT JOIN captures AS tc ON tc.record_id = t.capture_id""",
 )
+
+
+def looked_up_repeat(row: Mapping[str, Any]) -> IngestResult | None:
+    """From an UPLOAD_LOOKUPS row: the record an earlier try of this upload stored, if any."""
+    if row["previous_id"] is None:
+        return None
+    return IngestResult(row["previous_id"], EvaluationStatus(row["previous_status"]), False)
+
+
+def looked_up_trigger(row: Mapping[str, Any]) -> TriggerState:
+    """From an UPLOAD_LOOKUPS row: the named trigger as it was read, unlocked."""
+    return TriggerState(
+        row["trigger_device_id"],
+        row["trigger_status"],
+        row["trigger_type"],
+        row["trigger_label"],
+        row["trigger_capture_id"],
+        row["trigger_capture_status"],
+    )
 
 
 async def previous_upload(

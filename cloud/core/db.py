@@ -92,6 +92,16 @@ def _timed_out_is_unavailable(context: ExceptionContext) -> Exception | None:
     return None
 
 
+# What the driver raises when the database goes away under a statement sent past SQLAlchemy.
+_DRIVER_CONNECTION_LOST = (
+    TimeoutError,  # past the command timeout: the link may be silently dead
+    OSError,
+    asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError: it was cut mid-query
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.InterfaceError,  # the connection is closed (else a misuse, re-raised)
+)
+
+
 @contextlib.asynccontextmanager
 async def driver_statements(connection: AsyncConnection, begin: bool = True) -> AsyncIterator[Any]:
     """The asyncpg connection under ``connection``, for statements sent past SQLAlchemy (hot
@@ -115,7 +125,7 @@ async def driver_statements(connection: AsyncConnection, begin: bool = True) -> 
             await transaction.start()
             adapter._transaction = transaction
         yield driver
-    except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+    except _DRIVER_CONNECTION_LOST as exc:
         if isinstance(exc, asyncpg.InterfaceError) and not driver.is_closed():
             raise  # a misuse of the driver, not the database going away
         await connection.invalidate(exc)

@@ -83,7 +83,7 @@ def command_message(device_id: str, envelope: dict[str, Any], reply_to: str | No
         message["reply_to"] = reply_to
     text = json.dumps(message, separators=(",", ":"))
     if len(text.encode()) > NOTIFY_PAYLOAD_LIMIT:
-        text = json.dumps({"device_id": device_id, "envelope": None}, separators=(",", ":"))
+        text = json.dumps({**message, "envelope": None}, separators=(",", ":"))
     return text
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cloud.core.asgi import StatusWatchingSend
 from cloud.metrics.registry import HTTP_DURATION, HTTP_REQUESTS, UPLOAD_REFUSALS
 
 STREAMING_SUFFIXES = ("/commands", "/commands/poll")
@@ -40,18 +41,12 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         began = time.perf_counter()
-        status = 500  # an exception before the response started is a 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watched = StatusWatchingSend(send)
         try:
-            await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, watched)
         finally:
-            self._observe(scope, status, time.perf_counter() - began)
+            # An exception before the response started is a 500.
+            self._observe(scope, watched.status or 500, time.perf_counter() - began)
 
     @staticmethod
     def _observe(scope: Scope, status: int, seconds: float) -> None:
