@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,6 +49,7 @@ from cloud.hub.hub import CommandHub
 from cloud.hub.stream_open import StreamOpener
 from cloud.metrics.middleware import MetricsMiddleware
 from cloud.scheduling.scheduler import TriggerScheduler
+from cloud.triggers.manual import manual_trigger_batcher
 from cloud.triggers.reaper import Reaper
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ def build_components(app: FastAPI) -> list[BackgroundComponent]:
         on_listener_reconnect=app.state.console_broker.resync_all,
         on_extra_heard=app.state.console_broker.resync_live,
     )
+    app.state.trigger_batcher = manual_trigger_batcher(app.state.engine, settings, hub.instance_id)
     app.state.stream_opener = StreamOpener(hub, sessions, settings)
     hear_events_while_streams_open(app, hub)
     components: list[BackgroundComponent] = [
@@ -124,6 +127,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.ready = False
         app.state.shutdown_event.set()
+        # Its triggers under way are still handed to streams (the hub stops last).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(app.state.trigger_batcher.stop(), COMPONENT_STOP_TIMEOUT)
         for component in reversed(started):
             try:
                 await asyncio.wait_for(component.stop(), COMPONENT_STOP_TIMEOUT)

@@ -18,6 +18,7 @@ from cloud.core.ids import DEVICE_ID
 from cloud.hub.hub import CommandHub
 from cloud.hub.stream_open import StreamOpener
 from cloud.models import Device, User, UserRole
+from cloud.triggers.batcher import ManualTriggerBatcher
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -42,6 +43,10 @@ async def get_hub(request: Request) -> CommandHub:
     return request.app.state.hub
 
 
+async def get_trigger_batcher(request: Request) -> ManualTriggerBatcher:
+    return request.app.state.trigger_batcher
+
+
 async def get_stream_opener(request: Request) -> StreamOpener:
     return request.app.state.stream_opener
 
@@ -57,6 +62,7 @@ async def get_token_cache(request: Request) -> TokenCache:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TokenCacheDep = Annotated[TokenCache, Depends(get_token_cache)]
 HubDep = Annotated[CommandHub, Depends(get_hub)]
+TriggerBatcherDep = Annotated[ManualTriggerBatcher, Depends(get_trigger_batcher)]
 StreamOpenerDep = Annotated[StreamOpener, Depends(get_stream_opener)]
 StoreDep = Annotated[SnapshotStore, Depends(get_snapshot_store)]
 SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]

@@ -4,8 +4,8 @@ Only a request that parses is served here: a well-formed device id, a bearer tok
 empty or JSON body that is a valid `ManualTriggerRequest` within the JSON body limit. Anything
 else goes to the FastAPI route with its body replayed, so the refusals of parsing (404 bad
 id, 401 no token, 413, 422 and their JSON) are exactly the route's. From there on the work is
-the route's own (`manual_trigger`) on the same session, and its refusals are answered as the
-app's handlers answer them.
+the route's own (`manual_trigger`), with no session at all when the token cache knows the
+caller, and its refusals are answered as the app's handlers answer them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 from cloud.api.raw_request import answer, bearer_token, first_headers, header_text
 from cloud.api.routes.triggers import manual_trigger
 from cloud.api.schemas.triggers import ManualTriggerRequest
-from cloud.auth.service import authenticate_actor, require_role
+from cloud.auth.service import authenticate_actor, cached_actor, require_role
 from cloud.core.ids import DEVICE_ID
 from cloud.models import UserRole
 
@@ -56,12 +56,14 @@ async def _serve(
     state = app.state
 
     async def respond() -> Response:
-        async with state.session_factory() as session:
-            user = await authenticate_actor(session, state.settings, token, state.token_cache)
-            require_role(user, UserRole.OPERATOR)
-            return await manual_trigger(
-                session, state.settings, state.hub, user, device_id, request
-            )
+        user = cached_actor(state.settings, token, state.token_cache)
+        if user is None:  # a session only to look the token up
+            async with state.session_factory() as session:
+                user = await authenticate_actor(session, state.settings, token, state.token_cache)
+        require_role(user, UserRole.OPERATOR)
+        return await manual_trigger(
+            state.trigger_batcher, state.settings, state.hub, user, device_id, request
+        )
 
     await answer(respond, ROUTE, scope, receive, send)
 

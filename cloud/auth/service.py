@@ -146,11 +146,18 @@ async def authenticate_actor(
     session: AsyncSession, settings: Settings, token: str | None, cache: TokenCache
 ) -> Actor:
     """authenticate_user for read-only callers: a cache hit builds no ORM instance."""
-    token_hash = hash_secret(checked_secret(token, USER_TOKEN_PREFIX), settings.secret_key)
-    cached = cache.get_actor(token_hash)
+    cached = cached_actor(settings, token, cache)
     if cached is not None:
         return cached
+    token_hash = hash_secret(checked_secret(token, USER_TOKEN_PREFIX), settings.secret_key)
     return Actor.of(await _confirmed_user(session, token_hash, cache))
+
+
+def cached_actor(settings: Settings, token: str | None, cache: TokenCache) -> Actor | None:
+    """The caller when the token cache knows its token (no database, no session needed);
+    None when it must be looked up (authenticate_actor). 401 for a malformed token."""
+    token_hash = hash_secret(checked_secret(token, USER_TOKEN_PREFIX), settings.secret_key)
+    return cache.get_actor(token_hash)
 
 
 async def authenticate_device(

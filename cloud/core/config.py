@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     scheduled_trigger_ttl_seconds: int = Field(default=300, ge=1)
     max_open_manual_triggers: int = Field(default=50, ge=1)
     delivery_wait_seconds: float = Field(default=1.0, ge=0)
+    # Manual trigger requests are stored in batches (cloud/triggers/batcher.py): at most this
+    # many statements at once, each for at most this many requests.
+    manual_trigger_batch_connections: int = Field(default=2, ge=1)
+    manual_trigger_batch_max: int = Field(default=64, ge=1)
     reaper_interval_seconds: float = Field(default=1.0, gt=0)
     device_command_ttl_seconds: int = Field(default=120, ge=1)
     max_open_device_commands: int = Field(default=20, ge=1)

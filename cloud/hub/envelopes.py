@@ -38,15 +38,32 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def capture_envelope(trigger: Trigger) -> dict[str, Any]:
+    return capture_envelope_of(
+        trigger.trigger_id,
+        trigger.trigger_type.value,
+        trigger.trigger_label,
+        trigger.created_at or trigger.scheduled_at,
+        trigger.expires_at,
+    )
+
+
+def capture_envelope_of(
+    trigger_id: str,
+    trigger_type: str,
+    label: str | None,
+    issued_at: datetime | None,
+    expires_at: datetime | None,
+) -> dict[str, Any]:
+    """The capture command of a trigger known by its values (no ORM instance built)."""
     return {
-        "command_id": trigger.trigger_id,
+        "command_id": trigger_id,
         "type": CommandType.CAPTURE.value,
-        "issued_at": _iso(trigger.created_at or trigger.scheduled_at),
-        "expires_at": _iso(trigger.expires_at),
+        "issued_at": _iso(issued_at),
+        "expires_at": _iso(expires_at),
         "payload": {
-            "trigger_id": trigger.trigger_id,
-            "trigger_type": trigger.trigger_type.value,
-            "trigger_label": trigger.trigger_label,
+            "trigger_id": trigger_id,
+            "trigger_type": trigger_type,
+            "trigger_label": label,
         },
     }
 

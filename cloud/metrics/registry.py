@@ -29,6 +29,12 @@ PUSH_LATENCY = Histogram(
     buckets=PUSH_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+MANUAL_TRIGGER_BATCH = Histogram(
+    "visant_manual_trigger_batch_size",
+    "Manual trigger requests stored by one statement (more than one: requests waited).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    registry=REGISTRY,
+)
 STREAMS_OPENED = Counter(
     "visant_streams_opened", "Device streams opened on this instance.", registry=REGISTRY
 )

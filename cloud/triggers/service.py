@@ -5,32 +5,18 @@ Lifecycle: pending -> sent -> executed | failed | expired; docs/architecture.md 
 
 from __future__ import annotations
 
-import json
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.accounts.audit import AuditAction
-from cloud.auth.actor import Actor
-from cloud.core.config import Settings
 from cloud.core.cursors import decode_cursor, encode_cursor
-from cloud.core.db import driver_statements
 from cloud.core.errors import ApiError
 from cloud.core.ids import TRIGGER_ID, new_trigger_id
-from cloud.events.notify import EVENTS_CHANNEL, EventKind, emit, event_payload, trigger_event_sql
-from cloud.hub.envelopes import (
-    COMMANDS_CHANNEL,
-    INSTANCE_CHANNEL_PREFIX,
-    capture_envelope,
-    command_message,
-    notify_command,
-)
-from cloud.hub.presence import presence_window
+from cloud.events.notify import EVENTS_CHANNEL, EventKind, emit, trigger_event_sql
+from cloud.hub.envelopes import capture_envelope, notify_command
 from cloud.models import (
     OPEN_TRIGGER_STATUSES,
     Device,
@@ -41,7 +27,6 @@ from cloud.models import (
 )
 
 CANCELLED_ERROR = "cancelled by user"
-MANUAL_CAP_LOCK = 0x7653  # advisory lock namespace ("vS") of the per-device manual-trigger cap
 
 
 async def create_trigger(
@@ -80,110 +65,6 @@ class TriggerFilter:
     trigger_type: TriggerType | None = None
     since: datetime | None = None
     until: datetime | None = None
-
-
-@dataclass(frozen=True)
-class ManualTrigger:
-    """A stored manual trigger: its envelope, and the live instance holding the device's
-    stream when it was stored (None: offline)."""
-
-    trigger_id: str
-    envelope: dict[str, Any]
-    instance_id: str | None
-
-
-# One statement (migration 0008_manual_trigger_function has the function and its rules): the
-# per-device cap lock, the device checked to be the caller's org's, the live instance holding
-# its stream read FOR SHARE (a stream opening elsewhere waits for our commit, so its backlog
-# has the trigger and routing the NOTIFY to the holder read here cannot miss a moved stream),
-# then the cap, the INSERT, the command's NOTIFY, the console's event and the audit entry.
-# On the driver connection: asyncpg keeps it prepared, and SQLAlchemy's compile and result
-# layers cost more than the SQL.
-_MANUAL_TRIGGER = (
-    "SELECT found, instance_id, open_count, first_expiry, stored FROM visant_manual_trigger("
-    + ", ".join(f"${n}" for n in range(1, 21))
-    + ")"
-)
-
-
-async def request_manual_trigger(
-    session: AsyncSession,
-    settings: Settings,
-    user: User | Actor,
-    device_id: str,
-    label: str | None,
-    ttl_seconds: int | None,
-    *,
-    this_instance: str | None = None,
-    trigger_id: str | None = None,
-) -> ManualTrigger:
-    """Store a manual trigger, its NOTIFY and its audit entry in one statement, no ORM.
-
-    The statement commits by itself when the session has no transaction open (one round
-    trip); inside one, the caller's commit ends it. Either way the caller calls commit before
-    it hands the command over. 404 when the device is not the user's org's; 429 over the
-    open-manual cap. A per-device advisory lock (held to commit) keeps concurrent requests
-    from passing the cap together; not a row lock: the hub's heartbeat updates
-    `devices.last_seen_at` of every connected device, and trigger requests must not queue
-    behind it. The NOTIFY goes to the holder's own channel; when the holder is
-    `this_instance` none is sent at all, since the caller hands the command to the stream
-    itself (CommandHub.hand_over). `trigger_id`: the id to store (a caller that waits for the
-    delivery registers it first); a new one by default.
-    """
-    now = datetime.now(UTC)
-    ttl = timedelta(seconds=ttl_seconds or settings.manual_trigger_ttl_seconds)
-    trigger = Trigger(
-        trigger_id=trigger_id or new_trigger_id(),
-        device_id=device_id,
-        trigger_type=TriggerType.MANUAL,
-        trigger_label=label,
-        scheduled_at=now,
-        created_at=now,
-        expires_at=now + ttl,
-    )
-    envelope = capture_envelope(trigger)
-    connection = await session.connection()
-    async with driver_statements(connection, begin=False) as driver:
-        found, instance_id, open_count, first_expiry, stored = await driver.fetchrow(
-            _MANUAL_TRIGGER,
-            MANUAL_CAP_LOCK,
-            device_id,
-            user.org_id,
-            presence_window(settings.keepalive_seconds),
-            this_instance,
-            trigger.trigger_id,
-            label,
-            now,
-            trigger.expires_at,
-            user.user_id,
-            settings.max_open_manual_triggers,
-            INSTANCE_CHANNEL_PREFIX,
-            COMMANDS_CHANNEL,
-            command_message(device_id, envelope, reply_to=this_instance),
-            EVENTS_CHANNEL,
-            event_payload(
-                user.org_id,
-                EventKind.TRIGGER,
-                device_id,
-                trigger_id=trigger.trigger_id,
-                status=TriggerStatus.PENDING.value,
-            ),
-            uuid.uuid4(),
-            user.email,
-            str(AuditAction.MANUAL_TRIGGER),
-            json.dumps({"trigger_id": trigger.trigger_id}),
-        )
-    if not found:
-        raise ApiError(404, "device not found")
-    if not stored:
-        wait = max(1, math.ceil((first_expiry - datetime.now(UTC)).total_seconds()))
-        raise ApiError(
-            429,
-            f"device has {open_count} open manual triggers (limit "
-            f"{settings.max_open_manual_triggers})",
-            {"Retry-After": str(wait)},
-        )
-    return ManualTrigger(trigger.trigger_id, envelope, instance_id)
 
 
 def _org_triggers(user: User) -> sa.Select[tuple[Trigger]]:

@@ -1,5 +1,5 @@
 """The device page's actions over HTTP: rules and schedule validation, key rotation, delete,
-capture-now refusals; each refusal a message, never a stack trace."""
+capture-now and its refusals; each refusal a message, never a stack trace."""
 
 from __future__ import annotations
 
@@ -122,7 +122,12 @@ def test_capture_now_over_the_cap_is_a_429_message(start_server, factory: Factor
         first = client.post(url, headers=headers)
         second = client.post(url, headers=headers)
         trigger = client.get(f"/v1/triggers/{first.json()['trigger_id']}", headers=user.headers)
+        admin = factory.user(org_id=user.org_id)  # the audit log is an admin's to read
+        audit = client.get("/v1/audit", headers=admin.headers).json()["entries"]
     assert first.status_code == 201 and first.json()["online"] is False
+    # One audit entry for the stored trigger, saying where it came from; none for the refusal.
+    manual = [e["details"] for e in audit if e["action"] == "trigger.manual"]
+    assert manual == [{"trigger_id": first.json()["trigger_id"], "via": "console"}]
     assert trigger.json()["status"] == "pending"
     assert trigger.json()["trigger_label"] == "console"
     assert second.status_code == 429

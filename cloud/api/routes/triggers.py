@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.api.deps import (
     CurrentUser,
@@ -16,6 +15,7 @@ from cloud.api.deps import (
     OperatorUser,
     SessionDep,
     SettingsDep,
+    TriggerBatcherDep,
     valid_device_id,
 )
 from cloud.api.schemas.errors import responses
@@ -34,13 +34,14 @@ from cloud.core.schema_types import DeviceId, UtcDateTime
 from cloud.hub.hub import CommandHub
 from cloud.hub.presence import connected_devices_of_org
 from cloud.models import TriggerStatus, TriggerType, User
+from cloud.triggers.batcher import ManualTriggerBatcher
+from cloud.triggers.manual import request_manual_trigger
 from cloud.triggers.service import (
     CANCELLED_ERROR,
     TriggerFilter,
     finish_open_trigger,
     list_triggers,
     org_trigger,
-    request_manual_trigger,
 )
 
 router = APIRouter(tags=["triggers"])
@@ -67,9 +68,9 @@ async def connected_devices(
 async def trigger_device(
     device_id: Annotated[str, Depends(valid_device_id)],
     user: OperatorUser,
-    session: SessionDep,
     settings: SettingsDep,
     hub: HubDep,
+    batcher: TriggerBatcherDep,
     body: Annotated[ManualTriggerRequest | None, Body()] = None,
 ) -> JSONResponse:
     """Ask the device for a capture now: `sent` if a live stream took it, else `pending`.
@@ -78,35 +79,34 @@ async def trigger_device(
     """
     # Served by cloud/api/trigger_fast_path.py under uvicorn when the request parses; this
     # route documents it, answers what does not parse, and serves in-process ASGI callers.
-    return await manual_trigger(session, settings, hub, user, device_id, body)
+    return await manual_trigger(batcher, settings, hub, user, device_id, body)
 
 
 async def manual_trigger(
-    session: AsyncSession,
+    batcher: ManualTriggerBatcher,
     settings: Settings,
     hub: CommandHub,
     user: User | Actor,
     device_id: str,
     body: ManualTriggerRequest | None,
 ) -> JSONResponse:
-    """Store the trigger, commit, and wait up to `delivery_wait_seconds` for its `sent`."""
+    """Store the trigger and wait up to `delivery_wait_seconds` for its `sent`."""
     body = body or ManualTriggerRequest()
     trigger_id = new_trigger_id()
-    # Registered before the statement: it may commit by itself, and the NOTIFY (hence the
-    # delivery on another instance) can follow at once.
+    # Registered before the statement: its commit sends the NOTIFY, and the delivery on
+    # another instance can follow at once.
     delivered = hub.expect_delivery(trigger_id)
     try:
         trigger = await request_manual_trigger(
-            session,
+            batcher,
             settings,
             user,
             device_id,
             body.label,
             body.ttl_seconds,
-            this_instance=hub.instance_id,
+            reply_to=hub.instance_id,
             trigger_id=trigger_id,
         )
-        await session.commit()
         if trigger.instance_id is None:
             return _trigger_answer(trigger_id, TriggerStatus.PENDING)
         if trigger.instance_id == hub.instance_id:

@@ -14,7 +14,7 @@ from cloud.devices.lifecycle import delete_device, delete_snapshots
 from cloud.devices.service import change_device, rotate_device_key
 from cloud.events.notify import EventKind, emit
 from cloud.models import DeviceStatus
-from cloud.triggers.service import request_manual_trigger
+from cloud.triggers.manual import request_manual_trigger
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 NOTICES = {
@@ -70,23 +70,19 @@ async def device_panels(
 
 
 @router.post("/console/devices/{device_id}/capture")
-async def capture_now(
-    request: Request, device_id: str, viewer: OperatorDep, session: SessionDep
-) -> Response:
+async def capture_now(request: Request, device_id: str, viewer: OperatorDep) -> Response:
     """A manual trigger through the API's own service (cap, org check, routing)."""
     hub = request.app.state.hub
     trigger = await request_manual_trigger(
-        session,
+        request.app.state.trigger_batcher,
         request.app.state.settings,
         viewer.user,
         device_id,
         CONSOLE_LABEL,
         None,
-        this_instance=hub.instance_id,
+        reply_to=hub.instance_id,
+        via="console",
     )
-    details = {"trigger_id": trigger.trigger_id, "via": "console"}
-    await record_audit(session, viewer.user, AuditAction.MANUAL_TRIGGER, device_id, details)
-    await session.commit()
     if trigger.instance_id is not None and trigger.instance_id == hub.instance_id:
         hub.hand_over(device_id, trigger.envelope)
     online = trigger.instance_id is not None

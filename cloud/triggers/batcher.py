@@ -1,0 +1,194 @@
+"""Manual trigger requests stored in batches: one statement, one commit, for all that wait.
+
+Each request is one call of `visant_manual_trigger()` (migration
+0008_manual_trigger_function has its rules). Requests that arrive while the batcher's
+connections are busy wait and go together in the next statement, one call per request over
+`unnest`: under load the round trips, commits and pool checkouts per trigger fall with the
+rate instead of the pool overflowing (a new connection per request, each preparing its
+statements again). At a low rate a request finds a connection free and goes alone, at once.
+
+Calls run in device id order, so two batches (of this or another instance) take the per-device
+cap locks in the same order and cannot deadlock; the presence writes of stream openings lock
+in that order too. A batch that fails in PostgreSQL is rolled back whole and its requests are
+retried one by one, so an error reaches only the request that caused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloud.core.db import driver_statements
+from cloud.metrics.registry import MANUAL_TRIGGER_BATCH
+
+logger = logging.getLogger(__name__)
+
+# The per-request columns, in the order of TriggerAsk's fields and of the arrays sent.
+_COLUMNS = (
+    ("device_id", "text"),
+    ("org_id", "uuid"),
+    ("trigger_id", "text"),
+    ("label", "text"),
+    ("now", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("user_id", "uuid"),
+    ("command_message", "text"),
+    ("event", "text"),
+    ("audit_id", "uuid"),
+    ("actor_email", "text"),
+    ("audit_details", "text"),
+)
+_ARRAYS = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(_COLUMNS, start=1))
+_NAMES = ", ".join(name for name, _ in _COLUMNS)
+_BATCH_SQL = (
+    f"SELECT a.n, r.found, r.instance_id, r.open_count, r.first_expiry, r.stored "
+    f"FROM unnest({_ARRAYS}) WITH ORDINALITY AS a({_NAMES}, n) "
+    "CROSS JOIN LATERAL visant_manual_trigger("
+    "$13, a.device_id, a.org_id, $14, $15, a.trigger_id, a.label, a.now, a.expires_at, "
+    "a.user_id, $16, $17, $18, a.command_message, $19, a.event, a.audit_id, a.actor_email, "
+    "$20, a.audit_details::jsonb) AS r"
+)
+
+
+@dataclass(frozen=True)
+class TriggerAsk:
+    """One request's own values (the fields are _COLUMNS, in order)."""
+
+    device_id: str
+    org_id: uuid.UUID
+    trigger_id: str
+    label: str | None
+    now: datetime
+    expires_at: datetime
+    user_id: uuid.UUID
+    command_message: str
+    event: str
+    audit_id: uuid.UUID
+    actor_email: str
+    audit_details: str
+
+
+@dataclass(frozen=True)
+class BatchConstants:
+    """What every request of this instance shares (the function's other arguments)."""
+
+    cap_lock: int
+    presence_window: timedelta
+    this_instance: str | None
+    cap: int
+    instance_channel_prefix: str
+    shared_channel: str
+    events_channel: str
+    audit_action: str
+
+
+@dataclass(frozen=True)
+class TriggerOutcome:
+    """visant_manual_trigger()'s row for one request."""
+
+    found: bool
+    instance_id: str | None
+    open_count: int
+    first_expiry: datetime | None
+    stored: bool
+
+
+_Waiting = tuple[TriggerAsk, "asyncio.Future[TriggerOutcome]"]
+
+
+class ManualTriggerBatcher:
+    """Stores manual triggers on up to `connections` pooled connections, `max_batch` a time."""
+
+    def __init__(
+        self, engine: AsyncEngine, constants: BatchConstants, connections: int, max_batch: int
+    ) -> None:
+        self._engine = engine
+        self._constants = constants
+        self._connections = connections
+        self._max_batch = max_batch
+        self._waiting: list[_Waiting] = []
+        self._drains: set[asyncio.Task[None]] = set()
+        self.statements_sent = 0
+
+    async def stop(self) -> None:
+        """Let the batches under way and the requests waiting for them finish."""
+        while self._drains:
+            await asyncio.gather(*self._drains, return_exceptions=True)
+
+    async def submit(self, ask: TriggerAsk) -> TriggerOutcome:
+        """Store one request (committed when this returns); raises what its statement raised."""
+        future: asyncio.Future[TriggerOutcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((ask, future))
+        if len(self._drains) < self._connections:
+            drain = asyncio.create_task(self._drain())
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+            await self._store(batch)
+
+    async def _store(self, batch: list[_Waiting]) -> None:
+        try:
+            outcomes = await self._run([ask for ask, _ in batch])
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], exc)
+                return
+            logger.warning("a batch of %d manual triggers failed (%s); one by one", len(batch), exc)
+            for waiting in batch:
+                await self._store([waiting])
+            return
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets it (503, ...)
+            for _, future in batch:
+                _settle(future, exc)
+            return
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            _settle(future, outcome)
+
+    async def _run(self, asks: list[TriggerAsk]) -> list[TriggerOutcome]:
+        """One statement, committed alone; the outcomes in the order of `asks`."""
+        order = sorted(range(len(asks)), key=lambda i: asks[i].device_id)  # the lock order
+        columns = [[getattr(asks[i], name) for i in order] for name, _ in _COLUMNS]
+        c = self._constants
+        self.statements_sent += 1
+        MANUAL_TRIGGER_BATCH.observe(len(asks))
+        async with self._engine.connect() as connection:
+            async with driver_statements(connection, begin=False) as driver:
+                rows = await driver.fetch(
+                    _BATCH_SQL,
+                    *columns,
+                    c.cap_lock,
+                    c.presence_window,
+                    c.this_instance,
+                    c.cap,
+                    c.instance_channel_prefix,
+                    c.shared_channel,
+                    c.events_channel,
+                    c.audit_action,
+                )
+        outcomes: list[TriggerOutcome | None] = [None] * len(asks)
+        for row in rows:
+            n, *values = row.values()
+            outcomes[order[n - 1]] = TriggerOutcome(*values)
+        assert all(outcome is not None for outcome in outcomes)
+        return outcomes  # type: ignore[return-value]
+
+
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():  # its request was cancelled (the client left)
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
