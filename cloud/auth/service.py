@@ -113,7 +113,7 @@ async def authenticate_user(
     With a `cache`, a token the database confirmed less than its TTL ago needs no query
     (see cloud/auth/token_cache.py for how revocation is honoured).
     """
-    token_hash = hash_secret(checked_secret(token, USER_TOKEN_PREFIX), settings.secret_key)
+    token_hash = _user_token_hash(settings, token)
     if cache is not None and (cached := cache.get(token_hash)) is not None:
         session.add(cached)  # persistent without a query: a route's changes to it are saved
         return cached
@@ -146,18 +146,22 @@ async def authenticate_actor(
     session: AsyncSession, settings: Settings, token: str | None, cache: TokenCache
 ) -> Actor:
     """authenticate_user for read-only callers: a cache hit builds no ORM instance."""
-    cached = cached_actor(settings, token, cache)
+    token_hash = _user_token_hash(settings, token)
+    cached = cache.get_actor(token_hash)
     if cached is not None:
         return cached
-    token_hash = hash_secret(checked_secret(token, USER_TOKEN_PREFIX), settings.secret_key)
     return Actor.of(await _confirmed_user(session, token_hash, cache))
 
 
 def cached_actor(settings: Settings, token: str | None, cache: TokenCache) -> Actor | None:
     """The caller when the token cache knows its token (no database, no session needed);
     None when it must be looked up (authenticate_actor). 401 for a malformed token."""
-    token_hash = hash_secret(checked_secret(token, USER_TOKEN_PREFIX), settings.secret_key)
-    return cache.get_actor(token_hash)
+    return cache.get_actor(_user_token_hash(settings, token))
+
+
+def _user_token_hash(settings: Settings, token: str | None) -> str:
+    """What a user token is stored and cached under; 401 for a malformed one."""
+    return hash_secret(checked_secret(token, USER_TOKEN_PREFIX), settings.secret_key)
 
 
 async def authenticate_device(

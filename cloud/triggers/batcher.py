@@ -48,12 +48,12 @@ _COLUMNS = (
 _ARRAYS = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(_COLUMNS, start=1))
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 _BATCH_SQL = (
-    f"SELECT a.n, r.found, r.instance_id, r.open_count, r.first_expiry, r.stored "
+    f"SELECT r.found, r.instance_id, r.open_count, r.first_expiry, r.stored "
     f"FROM unnest({_ARRAYS}) WITH ORDINALITY AS a({_NAMES}, n) "
     "CROSS JOIN LATERAL visant_manual_trigger("
     "$13, a.device_id, a.org_id, $14, $15, a.trigger_id, a.label, a.now, a.expires_at, "
     "a.user_id, $16, $17, $18, a.command_message, $19, a.event, a.audit_id, a.actor_email, "
-    "$20, a.audit_details::jsonb) AS r"
+    "$20, a.audit_details::jsonb) AS r ORDER BY a.n"
 )
 
 
@@ -117,6 +117,12 @@ class ManualTriggerBatcher:
         self._drains: set[asyncio.Task[None]] = set()
         self.statements_sent = 0
 
+    @property
+    def instance_id(self) -> str | None:
+        """The instance storing: it hands the command over itself when it holds the stream,
+        and hears of the delivery (a command message's `reply_to`)."""
+        return self._constants.this_instance
+
     async def stop(self) -> None:
         """Let the batches under way and the requests waiting for them finish."""
         while self._drains:
@@ -139,17 +145,17 @@ class ManualTriggerBatcher:
             await self._store(batch)
 
     async def _store(self, batch: list[_Waiting]) -> None:
+        batch.sort(key=lambda waiting: waiting[0].device_id)  # the lock order
         try:
             outcomes = await self._run([ask for ask, _ in batch])
-        except asyncpg.PostgresError as exc:
-            if len(batch) == 1:
-                _settle(batch[0][1], exc)
+        except Exception as exc:  # noqa: BLE001 - the waiting requests get it (503, ...)
+            if isinstance(exc, asyncpg.PostgresError) and len(batch) > 1:
+                logger.warning(
+                    "a batch of %d manual triggers failed (%s); one by one", len(batch), exc
+                )
+                for waiting in batch:
+                    await self._store([waiting])
                 return
-            logger.warning("a batch of %d manual triggers failed (%s); one by one", len(batch), exc)
-            for waiting in batch:
-                await self._store([waiting])
-            return
-        except Exception as exc:  # noqa: BLE001 - every waiting request gets it (503, ...)
             for _, future in batch:
                 _settle(future, exc)
             return
@@ -157,9 +163,8 @@ class ManualTriggerBatcher:
             _settle(future, outcome)
 
     async def _run(self, asks: list[TriggerAsk]) -> list[TriggerOutcome]:
-        """One statement, committed alone; the outcomes in the order of `asks`."""
-        order = sorted(range(len(asks)), key=lambda i: asks[i].device_id)  # the lock order
-        columns = [[getattr(asks[i], name) for i in order] for name, _ in _COLUMNS]
+        """One statement, committed alone; calls and outcomes in the order of `asks`."""
+        columns = [[getattr(ask, name) for ask in asks] for name, _ in _COLUMNS]
         c = self._constants
         self.statements_sent += 1
         MANUAL_TRIGGER_BATCH.observe(len(asks))
@@ -177,12 +182,7 @@ class ManualTriggerBatcher:
                     c.events_channel,
                     c.audit_action,
                 )
-        outcomes: list[TriggerOutcome | None] = [None] * len(asks)
-        for row in rows:
-            n, *values = row.values()
-            outcomes[order[n - 1]] = TriggerOutcome(*values)
-        assert all(outcome is not None for outcome in outcomes)
-        return outcomes  # type: ignore[return-value]
+        return [TriggerOutcome(*row.values()) for row in rows]
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:

@@ -80,7 +80,6 @@ async def request_manual_trigger(
     label: str | None,
     ttl_seconds: int | None,
     *,
-    reply_to: str | None = None,
     trigger_id: str | None = None,
     via: str | None = None,
 ) -> ManualTrigger:
@@ -89,9 +88,9 @@ async def request_manual_trigger(
     404 when the device is not the user's org's; 429 over the open-manual cap (a per-device
     advisory lock keeps concurrent requests from passing it together; not a row lock: the
     hub's heartbeat updates `devices.last_seen_at` of every connected device, and trigger
-    requests must not queue behind it). `reply_to`: the instance waiting to hear of the
-    delivery; `trigger_id`: the id to store (a caller that waits for the delivery registers it
-    first), a new one by default; `via`: where the request came from, for the audit entry.
+    requests must not queue behind it). The delivery is confirmed to the batcher's instance;
+    `trigger_id`: the id to store (a caller that waits for the delivery registers it first), a
+    new one by default; `via`: where the request came from, for the audit entry.
     """
     now = datetime.now(UTC)
     trigger_id = trigger_id or new_trigger_id()
@@ -116,7 +115,7 @@ async def request_manual_trigger(
             now=now,
             expires_at=expires_at,
             user_id=user.user_id,
-            command_message=command_message(device_id, envelope, reply_to=reply_to),
+            command_message=command_message(device_id, envelope, reply_to=batcher.instance_id),
             event=event,
             audit_id=uuid.uuid4(),
             actor_email=user.email,

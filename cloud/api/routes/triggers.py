@@ -104,7 +104,6 @@ async def manual_trigger(
             device_id,
             body.label,
             body.ttl_seconds,
-            reply_to=hub.instance_id,
             trigger_id=trigger_id,
         )
         if trigger.instance_id is None:

@@ -80,7 +80,6 @@ async def capture_now(request: Request, device_id: str, viewer: OperatorDep) -> 
         device_id,
         CONSOLE_LABEL,
         None,
-        reply_to=hub.instance_id,
         via="console",
     )
     if trigger.instance_id is not None and trigger.instance_id == hub.instance_id:
