@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from cloud.metrics import gc_pauses
 from cloud.metrics.registry import REGISTRY
 from cloud.models import TriggerStatus
 
@@ -35,10 +36,10 @@ _SCHEDULER_LAG = sa.text(
 
 
 class _Families(Collector):
-    def __init__(self, families: Iterable[GaugeMetricFamily]) -> None:
+    def __init__(self, families: Iterable[Metric]) -> None:
         self._families = list(families)
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[Metric]:
         return self._families
 
 
@@ -71,7 +72,7 @@ async def render(
     streams_open: Callable[[], int],
 ) -> bytes:
     """The Prometheus text of one scrape."""
-    families: list[GaugeMetricFamily] = []
+    families: list[Metric] = [gc_pauses.family()]
     streams = GaugeMetricFamily("visant_streams_open", "Device streams open on this instance.")
     streams.add_metric([], streams_open())
     pool = GaugeMetricFamily(

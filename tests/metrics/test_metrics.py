@@ -75,6 +75,8 @@ def test_scrape_parses_and_counts_streams_pushes_uploads_and_requests(
     assert "visant_db_pool_in_use" in during
     for hook in ("visant_listener_reconnects_total", "visant_scheduler_skipped_slots_total"):
         assert hook in during
+    pauses = during["visant_gc_pause_seconds_count"]
+    assert {dict(key)["generation"] for key in pauses} == {"0", "1", "2"}
 
 
 def test_metrics_token_is_required_when_set(start_server) -> None:  # noqa: ANN001
