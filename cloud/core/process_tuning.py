@@ -5,8 +5,6 @@ from __future__ import annotations
 import gc
 import logging
 
-from cloud.metrics import gc_pauses
-
 logger = logging.getLogger(__name__)
 
 GC_GEN0_THRESHOLD = 50_000  # allocations between young collections (CPython default 700)
@@ -32,9 +30,8 @@ def tune_garbage_collector() -> None:
     threshold (700) objects of in-flight requests were promoted so fast that a full collection
     ran every few seconds and took 0.2-1.5 s, stalling every stream and request behind it.
     Startup objects (modules, app, metadata) are frozen out of collection altogether. The
-    pauses that remain are timed (`visant_gc_pause_seconds`).
+    pauses that remain are timed by the hub (`cloud.metrics.gc_pauses`).
     """
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
-    gc_pauses.install()

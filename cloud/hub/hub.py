@@ -39,6 +39,7 @@ from cloud.hub.envelopes import (
 from cloud.hub.listener import PgListener
 from cloud.hub.mailbox import Command, Mailbox
 from cloud.hub.recorder import DeliveryRecorder
+from cloud.metrics import gc_pauses
 from cloud.metrics import registry as metrics
 from cloud.models import ConnectionEventKind
 
@@ -142,6 +143,7 @@ class CommandHub(Worker):
         await self._listener.start()
         raise_open_file_limit()
         tune_garbage_collector()
+        gc_pauses.install()
         await super().start()
         self.spawn(self._close_on_shutdown(), "shutdown-watch")
         await self._recorder.start()
