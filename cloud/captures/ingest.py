@@ -117,7 +117,7 @@ _CLOSED_TRIGGER = (
 )
 # One round trip each: the capture (and its trigger closed) with its console event, which
 # PostgreSQL delivers at COMMIT and never for a refused INSERT.
-_ANNOUNCE = sa.select(sa.func.pg_notify(sa.bindparam("events"), sa.bindparam("event")))
+_ANNOUNCE = sa.select(sa.func.visant_notify_heard(sa.bindparam("events"), sa.bindparam("event")))
 _INSERT_CAPTURE_ANNOUNCED = _ANNOUNCE.add_cte(_NEW_CAPTURE)
 _INSERT_CAPTURE_CLOSE_TRIGGER = _ANNOUNCE.add_cte(_NEW_CAPTURE).add_cte(_CLOSED_TRIGGER)
 

@@ -3,8 +3,10 @@
 Every event is a NOTIFY on EVENTS_CHANNEL whose payload is a small JSON object with `org_id`,
 `kind`, `device_id` and a few fields of the change. It is sent in the transaction (mostly the
 very statement) that makes the change, so a listener hears of a change only once it is
-committed, and never of one that was rolled back. Listeners use an event as a hint to refresh
-what they show; the database stays the truth.
+committed, and never of one that was rolled back. It is sent through visant_notify_heard()
+(migration 0009_events_when_heard): only while some instance has a console stream open, as a
+NOTIFY makes its commit wait for every other NOTIFYing commit. Listeners use an event as a
+hint to refresh what they show; the database stays the truth.
 """
 
 from __future__ import annotations
@@ -63,20 +65,20 @@ async def emit(
 ) -> None:
     """Announce a change of the caller's transaction (delivered at its commit)."""
     payload = bounded_payload(org_id, kind, device_id, **fields)
-    await session.execute(sa.select(sa.func.pg_notify(EVENTS_CHANNEL, payload)))
+    await session.execute(sa.select(sa.func.visant_notify_heard(EVENTS_CHANNEL, payload)))
 
 
 # SQL expressions for statements that announce their own rows (`org`, `device` and the field
 # values are SQL expressions of that statement; the channel is the bind parameter `:events`).
 def presence_event_sql(org: str, device: str, online: bool) -> str:
     return (
-        f"pg_notify(:events, json_build_object('org_id', {org}, 'kind', 'presence', "
+        f"visant_notify_heard(:events, json_build_object('org_id', {org}, 'kind', 'presence', "
         f"'device_id', {device}, 'online', {'true' if online else 'false'})::text)"
     )
 
 
 def trigger_event_sql(org: str, device: str, trigger_id: str, status: str) -> str:
     return (
-        f"pg_notify(:events, json_build_object('org_id', {org}, 'kind', 'trigger', "
+        f"visant_notify_heard(:events, json_build_object('org_id', {org}, 'kind', 'trigger', "
         f"'device_id', {device}, 'trigger_id', {trigger_id}, 'status', {status})::text)"
     )

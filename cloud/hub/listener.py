@@ -22,6 +22,9 @@ BACKOFF_FIRST = 0.2  # seconds
 BACKOFF_MAX = 10.0  # seconds
 LISTENER_APPLICATION_NAME = "visant-listener"  # visible in pg_stat_activity
 UNLISTEN_AFTER_SECONDS = 30.0  # an on-demand channel unwanted this long is no longer heard
+HEARS_MARK = " #"  # application_name word per on-demand channel heard: " #visant_events"
+OLDER_TRANSACTIONS_WAIT = 2.0  # seconds a new mark waits for transactions begun before it
+OLDER_TRANSACTIONS_POLL = 0.01  # seconds
 
 NotificationHandler = Callable[[str, str], None]
 ReconnectHandler = Callable[[], Awaitable[None]]
@@ -38,7 +41,10 @@ class PgListener(Worker):
     would otherwise receive and parse every payload of a busy channel nobody here reads. One
     unwanted for `unlisten_after` seconds is dropped (a reloading page does not flap it);
     `on_demand_started` runs when one starts being heard, as what it carried before was
-    missed.
+    missed. The connection's application_name names the on-demand channels heard, and
+    writers NOTIFY those only while some listener names them (visant_notify_heard(),
+    migration 0009_events_when_heard); a channel counts as heard once the transactions that
+    began before its name was set (and may not have seen it) have ended.
     """
 
     name = "visant-listener"
@@ -151,21 +157,36 @@ class PgListener(Worker):
             await connection.add_listener(channel, self._dispatch)
         for channel in tuple(self._wanted):
             await connection.add_listener(channel, self._dispatch)
-            self._heard.add(channel)
+        if self._wanted:
+            await self._mark_heard(connection, set(self._wanted))
         return connection
+
+    async def _mark_heard(self, connection: asyncpg.Connection, channels: set[str]) -> None:
+        """Name `channels` in the application_name (LISTENed before, unLISTENed after) and
+        count them as heard once older transactions ended (or after a bounded wait)."""
+        name = self._application_name + "".join(HEARS_MARK + c for c in sorted(channels))
+        marked_at = await connection.fetchval(
+            "SELECT clock_timestamp() FROM set_config('application_name', $1, false)", name
+        )
+        if channels - self._heard:
+            await _wait_for_transactions_before(connection, marked_at)
+        self._heard = channels
 
     async def _reconcile(self, connection: asyncpg.Connection) -> None:
         """LISTEN to on-demand channels now wanted; UNLISTEN those unwanted long enough."""
-        started = False
-        for channel in tuple(self._wanted - self._heard):
+        started = self._wanted - self._heard
+        for channel in started:
             await connection.add_listener(channel, self._dispatch)
-            self._heard.add(channel)
-            started = True
         now = asyncio.get_running_loop().time()
-        for channel in tuple(self._heard - self._wanted):
-            if now - self._unwanted_since.get(channel, now) >= self._unlisten_after:
-                await connection.remove_listener(channel, self._dispatch)
-                self._heard.discard(channel)
+        stopped = {
+            channel
+            for channel in self._heard - self._wanted
+            if now - self._unwanted_since.get(channel, now) >= self._unlisten_after
+        }
+        if started or stopped:
+            await self._mark_heard(connection, (self._heard | started) - stopped)
+        for channel in stopped:
+            await connection.remove_listener(channel, self._dispatch)
         if started:
             await self._announce_heard()
             if self._on_demand_started is not None:
@@ -204,3 +225,22 @@ class PgListener(Worker):
             if loop.time() >= next_ping:
                 await connection.fetchval("SELECT 1", timeout=PING_TIMEOUT)
                 next_ping = loop.time() + self._ping_seconds
+
+
+async def _wait_for_transactions_before(connection: asyncpg.Connection, moment: Any) -> None:
+    """Until no other session of the database has a transaction begun before `moment`:
+    one may have looked for listeners before the mark, and would commit unannounced. Bounded
+    by OLDER_TRANSACTIONS_WAIT (a session idle in a transaction must not stall the console);
+    sessions of other roles show no xact_start without pg_read_all_stats and are not waited
+    for."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + OLDER_TRANSACTIONS_WAIT
+    while await connection.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND xact_start < $1",
+        moment,
+    ):
+        if loop.time() >= deadline:
+            logger.info("listener: transactions older than its mark still open; not waiting")
+            return
+        await asyncio.sleep(OLDER_TRANSACTIONS_POLL)
