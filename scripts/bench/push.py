@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +37,21 @@ import psutil
 
 from cloud.core.database_url import create_database, start_embedded_postgres, stop_embedded_postgres
 from cloud.core.migrate import upgrade_to_head
+from scripts.bench.machine_cpu import own_cpu, postgres_cpu, postgres_cpu_between
 from scripts.bench.profiler import start_profiler
 from scripts.bench.push_clients import StreamClient
 from scripts.bench.push_fleet import (
     close_open_triggers,
     create_fleet,
     fire,
+    per_second,
     percentile,
     raise_fd_limit,
     store_backlog,
 )
 from scripts.bench.server import BENCH_SECRET, PROJECT_ROOT, free_port, start_server
+from scripts.bench.server_gc import gc_pauses, gc_pauses_between
+from scripts.bench.wal import recycle_wal_segments, wal_position
 
 SETTLE_SECONDS = 5.0  # idle time before reading RSS (and idle CPU over it)
 DRAIN_SECONDS = 5.0  # wait for late events after the last trigger
@@ -53,6 +59,7 @@ STORM_TIMEOUT = 90.0  # seconds a reconnect storm may take before it is reported
 STORM_PROFILE_SECONDS = 15  # py-spy's run over a reconnect storm (--py-spy-storm)
 STORM_PROGRESS_EVERY = 1.0  # seconds between the storm's (elapsed, streams back) samples
 BACKLOG_EVERY = 10  # one device in ten gets a trigger while its server is down
+WAL_SEGMENTS_READY = 32  # 512 MB of recycled WAL: more than a 10,000-stream run writes
 
 
 class Target:
@@ -94,6 +101,10 @@ class Target:
     def cpu(self) -> float:
         return sum(sum(psutil.Process(p.pid).cpu_times()[:2]) for p in self.processes)
 
+    def gc_pauses(self) -> dict[str, list[float]]:
+        """The first instance's collections so far (none for the floor, which reports none)."""
+        return gc_pauses(self.ports[0]) if self.database_url is not None else {}
+
     def rss(self) -> int:
         return sum(psutil.Process(p.pid).memory_info().rss for p in self.processes)
 
@@ -124,14 +135,23 @@ async def measure(
         args.profiled = True  # the first cloud target only
         profiler = start_profiler(target.processes[0].pid, args.py_spy, args.duration)
     cpu0, wall0 = target.cpu(), time.perf_counter()
-    started, statuses, answered = await fire(target.ports, token, devices, args.rate, args.duration)
-    for _ in range(int(DRAIN_SECONDS / 0.1)):
-        if started.keys() <= streams.received.keys():
-            break
-        await asyncio.sleep(0.1)
+    postgres0, client0, gc0 = postgres_cpu(args.pgdata), own_cpu(), target.gc_pauses()
+    wal0 = wal_position(target.database_url) if target.database_url is not None else None
+    with collector_paused():
+        started, statuses, answered = await fire(
+            target.ports, token, devices, args.rate, args.duration
+        )
+        for _ in range(int(DRAIN_SECONDS / 0.1)):
+            if started.keys() <= streams.received.keys():
+                break
+            await asyncio.sleep(0.1)
     if profiler is not None:
         await asyncio.to_thread(profiler.wait)
     cpu_fire = target.cpu() - cpu0 - idle_cpu_rate * (time.perf_counter() - wall0)
+    postgres_fire = postgres_cpu_between(postgres0, postgres_cpu(args.pgdata))
+    client_fire = own_cpu() - client0
+    gc_fire = gc_pauses_between(gc0, target.gc_pauses())
+    wal_fire = wal_position(target.database_url) - wal0 if wal0 is not None else None
     latencies = [
         (streams.received[t] - t0) * 1000 for t, t0 in started.items() if t in streams.received
     ]
@@ -149,7 +169,17 @@ async def measure(
         "lost": len(started) - len(latencies),
         "server_cpu_ms_per_trigger": round(1000 * cpu_fire / max(len(started), 1), 2),
         "idle_cpu_pct": round(100 * idle_cpu_rate, 1),
+        # What shares the machine with the server while it fires (the floor has no database).
+        "db_cpu_ms_per_trigger": round(1000 * postgres_fire / max(len(started), 1), 2)
+        if target.database_url is not None and args.pgdata is not None
+        else None,
+        "client_cpu_ms_per_trigger": round(1000 * client_fire / max(len(started), 1), 2),
+        "wal_kib_per_trigger": round(wal_fire / 1024 / max(len(started), 1), 2)
+        if wal_fire is not None
+        else None,
         "kib_per_idle_stream": round((rss_after - rss_before) / max(streams.opened, 1) / 1024, 1),
+        "seconds": per_second(started, streams.received),
+        "gc_pauses": gc_fire,  # while firing and draining; of the first instance
     }
     if args.storm:
         storm_profile = args.py_spy_storm if target.database_url is not None else None
@@ -157,6 +187,21 @@ async def measure(
     await streams.close()
     await asyncio.to_thread(target.stop)
     return result
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection in the load generator while it fires: holding 10,000 streams, a
+    full collection of this process took ~200 ms, and showed up as a burst in the tail of the
+    floor and the cloud alike (triggers fired late, events read late)."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 async def storm(
@@ -224,6 +269,10 @@ def report(results: list[dict[str, Any]], quiet: bool, rate: float) -> dict[str,
         print(" | ".join(columns))
         for r in results:
             print(" | ".join(str(r.get(c, "")) for c in columns))
+        for r in results:
+            print(f"{r['target']}, per second of firing: second | triggers | p50 | p99 | max ms")
+            for row in r["seconds"]:
+                print("  " + " | ".join(str(value) for value in row))
     ours = results[1]
     return {
         "bench": "push",
@@ -264,6 +313,8 @@ def cpu_model() -> str:
 
 async def bench(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
     token, fleet = create_fleet(database_url, args.devices, BENCH_SECRET)
+    if args.pgdata is not None:  # our server: as one that has run a while (scripts/bench/wal.py)
+        recycle_wal_segments(database_url, WAL_SEGMENTS_READY)
     targets = [Target("floor", None, 1, "floor")]
     targets += [Target(f"visant x{n}", database_url, n, "visant") for n in args.instances]
     if args.impl == "sse-starlette":
@@ -305,8 +356,9 @@ def main() -> int:
     server_url = os.environ.get("DATABASE_URL")
     embedded = not server_url
     workdir = Path(tempfile.mkdtemp(prefix="visant-bench-push-"))
+    args.pgdata = workdir / "pg" if embedded else None  # its CPU is measured when it is ours
     if embedded:
-        server_url = start_embedded_postgres(workdir / "pg")
+        server_url = start_embedded_postgres(args.pgdata)
     try:
         database_url = create_database(server_url, "visant_bench")
         upgrade_to_head(database_url)

@@ -144,6 +144,25 @@ def store_backlog(url: str, devices: list[str]) -> list[str]:
     return ids
 
 
+def per_second(
+    started: dict[str, float], received: dict[str, float]
+) -> list[tuple[int, int, float, float, float]]:
+    """(second of firing, triggers fired in it, p50, p99, max push latency in ms) per second:
+    whether a tail is spread or one burst."""
+    if not started:
+        return []
+    origin = min(started.values())
+    by_second: dict[int, list[float]] = {}
+    for trigger_id, began in started.items():
+        if trigger_id in received:
+            latency = (received[trigger_id] - began) * 1000
+            by_second.setdefault(int(began - origin), []).append(latency)
+    return [
+        (second, len(values), *(round(percentile(values, f), 1) for f in (0.5, 0.99, 1.0)))
+        for second, values in sorted(by_second.items())
+    ]
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

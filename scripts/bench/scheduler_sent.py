@@ -25,6 +25,7 @@ import psycopg2
 
 from cloud.core.database_url import create_database, libpq_dsn
 from cloud.core.migrate import upgrade_to_head
+from scripts.bench.machine_cpu import own_cpu, postgres_cpu, postgres_cpu_between
 from scripts.bench.push import create_fleet, raise_fd_limit
 from scripts.bench.push_clients import StreamClient
 from scripts.bench.server import BENCH_SECRET, start_server
@@ -92,39 +93,18 @@ class Database:
             return cursor.fetchall()
 
 
-def postgres_pids(pgdata: Path | None) -> list[int]:
-    """The embedded postmaster under `pgdata` and its children (none for an outside server)."""
-    if pgdata is None:
-        return []
-    for process in psutil.process_iter(["name", "cmdline"]):
-        if "postgres" in (process.info["name"] or "") and str(pgdata) in " ".join(
-            process.info["cmdline"] or []
-        ):
-            return [process.pid, *(child.pid for child in process.children(recursive=True))]
-    return []
-
-
 def cpu_sample(server: psutil.Process, pgdata: Path | None) -> CpuSample:
-    postgres: dict[int, float] = {}
-    for pid in postgres_pids(pgdata):
-        try:
-            postgres[pid] = sum(psutil.Process(pid).cpu_times()[:2])
-        except psutil.NoSuchProcess:
-            pass
     return CpuSample(
         server=sum(server.cpu_times()[:2]),
-        postgres=postgres,
-        me=sum(psutil.Process().cpu_times()[:2]),
+        postgres=postgres_cpu(pgdata),
+        me=own_cpu(),
         wall=time.perf_counter(),
     )
 
 
 def print_cpu(before: CpuSample, after: CpuSample) -> None:
     wall = after.wall - before.wall
-    postgres = sum(
-        after.postgres[pid] - before.postgres.get(pid, 0.0)
-        for pid in after.postgres  # a backend opened in the window counts from zero
-    )
+    postgres = postgres_cpu_between(before.postgres, after.postgres)
     print(
         f"CPU over the window, % of one core (2 cores = 200%): server "
         f"{100 * (after.server - before.server) / wall:.0f}%, PostgreSQL "
