@@ -14,6 +14,8 @@ from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.security import DEVICE_KEY_PREFIX, hash_secret, new_secret
 from cloud.devices.config_document import DeviceConfig
+from cloud.hub import close_reasons
+from cloud.hub.connection_log import notify_barred
 from cloud.hub.envelopes import config_envelope, notify_command
 from cloud.models import Device, DeviceStatus, User
 from cloud.scheduling.slots import first_slot, schedule_problem
@@ -64,12 +66,14 @@ async def register_device(
 
 
 async def rotate_device_key(session: AsyncSession, settings: Settings, device: Device) -> str:
-    """Replace the device's key; the old key stops working at once."""
+    """Replace the device's key; the old key stops working at once, and the stream it opened
+    ends when the caller commits (the heartbeat's key check is the backstop)."""
     key, key_hash, key_prefix = _new_key(settings)
     device.key_hash = key_hash
     device.key_prefix = key_prefix
     device.key_rotated_at = datetime.now(UTC)
     await session.flush()
+    await notify_barred(session, device.device_id, close_reasons.KEY_ROTATED)
     return key
 
 
@@ -106,13 +110,16 @@ async def change_device(
     status: DeviceStatus | None,
     config: DeviceConfig | None,
 ) -> None:
-    """Change name, status or desired config; a new config is announced to its stream."""
+    """Change name, status or desired config; a new config is announced to its stream, and a
+    device no longer active has its stream ended when the caller commits."""
     if config is not None:
         await check_schedule_off_loop(config, settings.min_interval_seconds)
     if friendly_name is not None:
         device.friendly_name = friendly_name
-    if status is not None:
+    if status is not None and status != device.status:
         device.status = status
+        if status is not DeviceStatus.ACTIVE:
+            await notify_barred(session, device.device_id, close_reasons.device_not_active(status))
     if config is not None and apply_config_change(device, config):
         await session.flush()
         await notify_command(session, device.device_id, config_envelope(device))

@@ -8,8 +8,9 @@ in-memory SSE server, scripts/bench/push_floor.py: no database, no auth), then t
 (`python -m cloud` on a fresh embedded PostgreSQL, or DATABASE_URL's server) once per
 `--instances` count with the fleet spread over the instances, then with `--impl sse-starlette`
 the cloud serving streams through sse-starlette. Each prints p50/p99 from just before the
-trigger API call to the event's `id:` line at the device, server CPU per trigger (summed over
-instances; the idle keepalive rate subtracted), RSS per idle stream and a reconnect storm
+trigger API call to the event's `id:` line at the device (also per second of firing), server
+CPU per trigger (summed over instances) and PostgreSQL's and the load generator's, each less
+its idle rate measured over one keepalive, RSS per idle stream and a reconnect storm
 (servers restarted, every stream reconnecting at once, a backlog trigger for one device in
 ten written while they were down: seconds from the restart until all streams are back and
 every backlog event arrived). The last line is JSON (`--json`: only that line).
@@ -53,7 +54,11 @@ from scripts.bench.server import BENCH_SECRET, PROJECT_ROOT, free_port, start_se
 from scripts.bench.server_gc import gc_pauses, gc_pauses_between
 from scripts.bench.wal import recycle_wal_segments, wal_position
 
-SETTLE_SECONDS = 5.0  # idle time before reading RSS (and idle CPU over it)
+SETTLE_SECONDS = 2.5  # after the opens, before the idle CPU is measured
+# Idle CPU is measured over one keepalive of the servers (15 s by default): it then holds
+# what an idle fleet costs (a keepalive per stream, the instance heartbeat's last_seen_at
+# writes), which goes on while firing too and is not the triggers' cost.
+IDLE_SECONDS = 15.0
 DRAIN_SECONDS = 5.0  # wait for late events after the last trigger
 STORM_TIMEOUT = 90.0  # seconds a reconnect storm may take before it is reported unfinished
 STORM_PROFILE_SECONDS = 15  # py-spy's run over a reconnect storm (--py-spy-storm)
@@ -121,13 +126,14 @@ async def measure(
     began = time.perf_counter()
     await streams.open_all(fleet)
     open_s = time.perf_counter() - began
-    # Idle CPU over the second half of the settling time only: what the opens left running
-    # (tasks finishing, first pings) would otherwise count as idle and be taken off the
-    # firing phase's CPU.
-    await asyncio.sleep(SETTLE_SECONDS / 2)
-    cpu0 = target.cpu()
-    await asyncio.sleep(SETTLE_SECONDS / 2)
-    idle_cpu_rate = (target.cpu() - cpu0) / (SETTLE_SECONDS / 2)
+    # Idle CPU after a settling time: what the opens left running (tasks finishing) would
+    # otherwise count as idle and be taken off the firing phase's CPU.
+    await asyncio.sleep(SETTLE_SECONDS)
+    cpu0, postgres0, client0 = target.cpu(), postgres_cpu(args.pgdata), own_cpu()
+    await asyncio.sleep(IDLE_SECONDS)
+    idle_cpu_rate = (target.cpu() - cpu0) / IDLE_SECONDS
+    idle_postgres_rate = postgres_cpu_between(postgres0, postgres_cpu(args.pgdata)) / IDLE_SECONDS
+    idle_client_rate = (own_cpu() - client0) / IDLE_SECONDS
     rss_after = target.rss()
     devices = [device_id for device_id, _ in fleet]
     profiler = None
@@ -147,9 +153,12 @@ async def measure(
             await asyncio.sleep(0.1)
     if profiler is not None:
         await asyncio.to_thread(profiler.wait)
-    cpu_fire = target.cpu() - cpu0 - idle_cpu_rate * (time.perf_counter() - wall0)
-    postgres_fire = postgres_cpu_between(postgres0, postgres_cpu(args.pgdata))
-    client_fire = own_cpu() - client0
+    fire_wall = time.perf_counter() - wall0
+    cpu_fire = target.cpu() - cpu0 - idle_cpu_rate * fire_wall
+    postgres_fire = (
+        postgres_cpu_between(postgres0, postgres_cpu(args.pgdata)) - idle_postgres_rate * fire_wall
+    )
+    client_fire = own_cpu() - client0 - idle_client_rate * fire_wall
     gc_fire = gc_pauses_between(gc0, target.gc_pauses())
     wal_fire = wal_position(target.database_url) - wal0 if wal0 is not None else None
     latencies = [
@@ -169,6 +178,7 @@ async def measure(
         "lost": len(started) - len(latencies),
         "server_cpu_ms_per_trigger": round(1000 * cpu_fire / max(len(started), 1), 2),
         "idle_cpu_pct": round(100 * idle_cpu_rate, 1),
+        "idle_db_cpu_pct": round(100 * idle_postgres_rate, 1) if args.pgdata else None,
         # What shares the machine with the server while it fires (the floor has no database).
         "db_cpu_ms_per_trigger": round(1000 * postgres_fire / max(len(started), 1), 2)
         if target.database_url is not None and args.pgdata is not None

@@ -294,7 +294,7 @@ def test_suspending_a_device_closes_its_open_stream(
                 headers=user.headers,
             )
             assert patched.status_code == 200
-            event = reader.next(timeout=5)  # within a keepalive period (1 s here)
+            event = reader.next(timeout=5)  # at once: the change NOTIFYs the stream's holder
             assert event.event == "shutdown"
             assert event.data == {"reason": "device is suspended"}
             again = client.get(f"/v1/devices/{device.device_id}/commands", headers=device.headers)
@@ -319,6 +319,27 @@ def test_rotating_the_key_closes_the_stream_it_opened(
             assert event.data == {"reason": "device key rotated"}
             again = client.get(f"/v1/devices/{device.device_id}/commands", headers=device.headers)
             assert again.status_code == 401
+    finally:
+        reader.close()
+
+
+def test_a_status_changed_in_the_database_closes_the_stream_at_the_heartbeat(
+    live_server: LiveServer, factory: Factory, db: sessionmaker[Session]
+) -> None:
+    """The backstop for a change made outside the API: the heartbeat's last_seen_at update
+    returns the devices that may no longer stream, within one and a half keepalives."""
+    user = factory.user()
+    device = factory.device(org_id=user.org_id, reported_config_version=1)
+    reader = StreamReader(live_server.url, device.device_id, device.key).start()
+    try:
+        with db() as session:
+            session.execute(
+                sa.text("UPDATE devices SET status = 'inactive' WHERE device_id = :id"),
+                {"id": device.device_id},
+            )
+            session.commit()
+        event = reader.next(timeout=live_server.settings.keepalive_seconds * 10)
+        assert event.data == {"reason": "device is inactive"}
     finally:
         reader.close()
 
