@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cloud.commands.queries import is_device_command_id
 from cloud.core.db import log_worker_failure
 from cloud.core.worker import Worker
 from cloud.hub import connection_log, delivery, presence
@@ -92,15 +93,22 @@ class DeliveryRecorder(Worker):
         events, self._events = self._events, []
         if not written and not released and not events:
             return
+        # Triggers made on another instance: its API call waits for this NOTIFY.
+        remote = [
+            (tid, reply_to)
+            for tid, _, manual, reply_to in written
+            if manual and tid not in self._waiters
+        ]
+        # Only triggers' sent marks (most windows): one statement, atomic by itself, so it
+        # commits alone without the BEGIN and COMMIT round trips.
+        alone = not (remote or released or events) and not any(
+            is_device_command_id(tid) for tid, _, _, _ in written
+        )
         try:
             async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
+                if alone:
+                    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
                 await delivery.mark_sent(session, [(tid, at) for tid, at, _, _ in written])
-                # Triggers made on another instance: its API call waits for this NOTIFY.
-                remote = [
-                    (tid, reply_to)
-                    for tid, _, manual, reply_to in written
-                    if manual and tid not in self._waiters
-                ]
                 await delivery.notify_delivered(session, remote)
                 await presence.release_presence(session, released)
                 await connection_log.record_events(session, events)
