@@ -1,5 +1,6 @@
 """ManualTriggerBatcher on a real PostgreSQL: requests that wait share one statement, the cap
-holds inside a batch, and a batch that fails reaches only the request that caused it."""
+holds inside a batch, a batch that fails reaches only the request that caused it, and a lane
+keeps its connection while requests keep coming."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ from typing import Any
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.core.config import Settings
 from cloud.core.db import create_engine_for
 from cloud.core.errors import ApiError
 from cloud.models import AuditEntry, Trigger
+from cloud.triggers import batcher as batcher_module
 from cloud.triggers.batcher import ManualTriggerBatcher
 from cloud.triggers.manual import manual_trigger_batcher, request_manual_trigger
 from tests.support.factories import Factory, UserWithToken
+from tests.support.waiting import async_wait_until
 
 INSTANCE = "instance-under-test"
 
@@ -136,3 +140,37 @@ def test_a_burst_is_stored_whole(
     assert distinct == 40
     assert statements <= connections + 40 // 7 + 1  # batches of at most 7 once all wait
     assert _stored(db, devices) == (40, 40)
+
+
+def test_requests_one_after_another_reuse_the_lane_connection_until_it_idles(
+    database_url: str,
+    settings: Settings,
+    factory: Factory,
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lane keeps its pooled connection while requests keep coming (a checkout per
+    statement was most of the batcher's CPU at a low rate) and gives it back once idle."""
+    monkeypatch.setattr(batcher_module, "LANE_IDLE_SECONDS", 5.0)  # far above a loop turn
+    settings = settings.model_copy(update={"manual_trigger_batch_connections": 1})
+    user = factory.user()
+    devices = [factory.device(org_id=user.org_id).device_id for _ in range(5)]
+
+    async def run() -> tuple[int, int]:
+        engine = create_engine_for(database_url, settings)
+        checkouts: list[object] = []
+        event.listen(engine.sync_engine.pool, "checkout", lambda *args: checkouts.append(args))
+        try:
+            batcher = manual_trigger_batcher(engine, settings, INSTANCE)
+            for device_id in devices:  # each waits for its answer before the next is asked
+                await _ask(batcher, settings, user, device_id)
+            used = len(checkouts)
+            await async_wait_until(lambda: engine.sync_engine.pool.checkedout() == 0, 60.0)
+            await batcher.stop()
+            return used, batcher.statements_sent
+        finally:
+            await engine.dispose()
+
+    used, statements = asyncio.run(run())
+    assert (used, statements) == (1, 5)
+    assert _stored(db, devices) == (5, 5)
