@@ -101,7 +101,7 @@ class CommandHub(Worker):
         self._shutdown_event = shutdown_event  # set by the server on SIGTERM/Ctrl-C
         self.instance_id = uuid.uuid4().hex
         self._streams: dict[str, LocalStream] = {}
-        self._recorder = DeliveryRecorder(session_factory)
+        self._recorder = DeliveryRecorder(session_factory, engine)
         # Commands for devices streaming here come on this instance's own channel; the shared
         # one carries those whose holder was unknown when they were stored.
         self.command_channel = command_channel(self.instance_id)

@@ -6,10 +6,10 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cloud.commands.queries import is_device_command_id
-from cloud.core.db import log_worker_failure
+from cloud.core.db import KeptConnection, log_worker_failure
 from cloud.core.worker import Worker
 from cloud.hub import connection_log, delivery, presence
 from cloud.hub.connection_log import ConnectionEvent
@@ -20,6 +20,7 @@ FLUSH_RETRY_SECONDS = 0.5  # pause after a failed flush before trying again
 FLUSH_WINDOW_SECONDS = 0.02  # deliveries recorded together
 DB_STEP_TIMEOUT = 10.0  # seconds; bounds each flush
 FINAL_FLUSH_TIMEOUT = 3.0  # seconds; bounds the flush at stop()
+KEPT_IDLE_SECONDS = 1.0  # the connection for sent marks goes back to the pool this long idle
 
 
 class DeliveryRecorder(Worker):
@@ -33,9 +34,11 @@ class DeliveryRecorder(Worker):
     name = "hub-recorder"
     stop_grace = DB_STEP_TIMEOUT  # a flush in flight is bounded by its own timeout
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine) -> None:
         super().__init__()
         self._sessions = sessions
+        # Windows of sent marks only, one statement each, in autocommit on a kept connection.
+        self._marks = KeptConnection(engine, KEPT_IDLE_SECONDS, isolation_level="AUTOCOMMIT")
         # (command id, when written, whether someone waits for it, the waiting instance)
         self._written: list[tuple[str, datetime, bool, str | None]] = []
         self._released: list[tuple[str, str]] = []
@@ -53,6 +56,7 @@ class DeliveryRecorder(Worker):
                 await self.flush()
         except Exception:  # noqa: BLE001 - lost sent marks only mean a resend on reconnect
             logger.warning("last delivery records not written at stop")
+        await self._marks.discard()
 
     def written(self, trigger_id: str, manual: bool, reply_to: str | None = None) -> None:
         """A capture command's bytes went to a client now; `reply_to`: the instance whose API
@@ -100,19 +104,21 @@ class DeliveryRecorder(Worker):
             if manual and tid not in self._waiters
         ]
         # Only triggers' sent marks (most windows): one statement, atomic by itself, so it
-        # commits alone without the BEGIN and COMMIT round trips.
+        # commits alone (no BEGIN and COMMIT round trips), on a connection kept between windows.
         alone = not (remote or released or events) and not any(
             is_device_command_id(tid) for tid, _, _, _ in written
         )
         try:
-            async with asyncio.timeout(DB_STEP_TIMEOUT), self._sessions() as session:
+            async with asyncio.timeout(DB_STEP_TIMEOUT):
                 if alone:
-                    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-                await delivery.mark_sent(session, [(tid, at) for tid, at, _, _ in written])
-                await delivery.notify_delivered(session, remote)
-                await presence.release_presence(session, released)
-                await connection_log.record_events(session, events)
-                await session.commit()
+                    await self._mark_sent_alone([(tid, at) for tid, at, _, _ in written])
+                else:
+                    async with self._sessions() as session:
+                        await delivery.mark_sent(session, [(tid, at) for tid, at, _, _ in written])
+                        await delivery.notify_delivered(session, remote)
+                        await presence.release_presence(session, released)
+                        await connection_log.record_events(session, events)
+                        await session.commit()
         except BaseException:
             self._written[:0] = written
             self._released[:0] = released
@@ -121,9 +127,20 @@ class DeliveryRecorder(Worker):
         for trigger_id, _, _, _ in written:
             self.resolve(trigger_id)
 
+    async def _mark_sent_alone(self, written: list[tuple[str, datetime]]) -> None:
+        connection = await self._marks.get()
+        try:
+            await delivery.mark_sent(connection, written)
+        except BaseException:
+            await self._marks.discard(broken=True)  # the next window takes a fresh one
+            raise
+
     async def run(self) -> None:
         while not self.stopping:
-            await self.wait_stop_or(self._dirty)
+            await self.wait_stop_or(self._dirty, KEPT_IDLE_SECONDS)
+            if not self._dirty.is_set():
+                await self._marks.release_if_idle()
+                continue
             await self.wait(FLUSH_WINDOW_SECONDS)
             self._dirty.clear()
             try:

@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cloud.core.db import driver_statements
+from cloud.core.db import driver_closed, driver_statements
 from cloud.metrics.registry import MANUAL_TRIGGER_BATCH
 
 logger = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class ManualTriggerBatcher:
         else:
             try:
                 while await self._next_request_within(LANE_IDLE_SECONDS):
-                    if await _closed(connection):
+                    if await driver_closed(connection):
                         break  # PostgreSQL closed it while idle: a fresh checkout replaces it
                     batch = self._waiting[: self._max_batch]
                     del self._waiting[: self._max_batch]
@@ -239,13 +239,6 @@ class ManualTriggerBatcher:
                 c.audit_action,
             )
         return [TriggerOutcome(*row.values()) for row in rows]
-
-
-async def _closed(connection: AsyncConnection) -> bool:
-    """Whether the driver already knows the server closed this connection (no round trip)."""
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    return driver is None or driver.is_closed()
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:

@@ -1,4 +1,5 @@
-"""Database helpers: connection failures are recognisable and logged without a traceback."""
+"""Database helpers: connection failures are recognisable and logged without a traceback;
+driver statements join the session's transaction; a kept connection is reused and replaced."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import asyncio
 import logging
 
 import pytest
+import sqlalchemy as sa
 
 from cloud.core.config import Settings
 from cloud.core.db import (
     DatabaseUnavailable,
+    KeptConnection,
     create_engine_for,
     create_session_factory,
+    driver_closed,
     driver_statements,
     log_worker_failure,
 )
@@ -76,3 +80,42 @@ def test_driver_statements_run_in_the_sessions_transaction(
     assert in_transaction
     assert missing == 0
     assert held == 1
+
+
+def test_a_kept_connection_is_reused_replaced_once_closed_and_given_back_when_idle(
+    database_url: str, settings: Settings
+) -> None:
+    """One checkout for repeated uses in autocommit; a connection PostgreSQL closed is replaced
+    at the next use, with no error; an idle one goes back to the pool."""
+
+    async def scenario() -> tuple[int, int, int, bool]:
+        engine = create_engine_for(database_url, settings)
+        pool = engine.sync_engine.pool
+        kept = KeptConnection(engine, 0.0, isolation_level="AUTOCOMMIT")
+        try:
+            first = await kept.get()
+            pid = (await first.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+            transactions = {
+                (await (await kept.get()).execute(sa.text("SELECT txid_current()"))).scalar_one()
+                for _ in range(3)
+            }
+            reused = pool.checkedout()
+            async with engine.connect() as other:
+                await other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            deadline = asyncio.get_running_loop().time() + settings.keepalive_seconds * 30
+            while not await driver_closed(first):  # the driver reads the server's goodbye
+                assert asyncio.get_running_loop().time() < deadline, "closed connection unseen"
+                await asyncio.sleep(0.02)
+            fresh = await kept.get()
+            new_pid = (await fresh.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+            await kept.release_if_idle()
+            return len(transactions), reused, pool.checkedout(), new_pid != pid
+        finally:
+            await kept.discard()
+            await engine.dispose()
+
+    transactions, reused, after_idle, replaced = asyncio.run(scenario())
+    assert transactions == 3  # autocommit: each statement its own transaction
+    assert reused == 1
+    assert replaced
+    assert after_idle == 0
