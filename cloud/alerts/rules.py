@@ -48,6 +48,17 @@ async def _cooling_rules(
     )
 
 
+def cooldown_of(
+    device: Device, evaluation_result: dict[str, Any], now: datetime
+) -> tuple[list[str], datetime]:
+    """The rules an evaluation may alert on (none unless it alerts) and when their cooldown
+    window for this device began."""
+    alerts = evaluation_result.get("alert")
+    matched = (evaluation_result.get("matched_rules") or []) if alerts else []
+    since = now - timedelta(seconds=alerts_config(device.config).cooldown_seconds)
+    return [rule["name"] for rule in matched], since
+
+
 async def raise_detection_alerts(
     session: AsyncSession,
     device: Device,
@@ -61,8 +72,7 @@ async def raise_detection_alerts(
     matched = evaluation_result.get("matched_rules") or []
     if not matched:
         return []
-    names = [rule["name"] for rule in matched]
-    since = now - timedelta(seconds=alerts_config(device.config).cooldown_seconds)
+    names, since = cooldown_of(device, evaluation_result, now)
     # Unlocked first: while a person stands in a zone every upload matches and its rules are
     # in their cooldown, so most matching uploads raise nothing and need no lock. A committed
     # alert seen here stays in the cooldown window, so skipping on it is never wrong.

@@ -9,11 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from cloud.auth.service import checked_secret
 from cloud.core.config import Settings
-from cloud.core.db import driver_statements
 from cloud.core.errors import ApiError
 from cloud.core.ids import DEVICE_ID
 from cloud.core.security import DEVICE_KEY_PREFIX, hash_secret
@@ -55,7 +52,7 @@ _NO_LOOKUPS = AdmissionLookups("", "")
 
 
 async def authenticate_and_count(
-    session: AsyncSession,
+    driver: Any,
     settings: Settings,
     device_id: str,
     device_key: str | None,
@@ -65,7 +62,8 @@ async def authenticate_and_count(
     lookup_args: Sequence[Any] = (),
 ) -> tuple[Device, Mapping[str, Any]]:
     """The device whose key was presented, its event counted against `limit`, and the row
-    with the `lookups` columns (one statement, outside any transaction unless one is open).
+    with the `lookups` columns: one statement on `driver` (an asyncpg connection), which
+    commits alone unless a transaction is open on it.
 
     The same answers as authenticate_device (404 malformed id, 401 wrong or another
     device's key, 403 not active) followed by 429 `refusal` over the limit. The Device is
@@ -78,10 +76,9 @@ async def authenticate_and_count(
     now = datetime.now(UTC)
     start, end = limit.window_of(now)
     key_hash = hash_secret(key, settings.secret_key)
-    async with driver_statements(await session.connection(), begin=False) as driver:
-        row = await driver.fetchrow(
-            lookups.sql, key_hash, device_id, limit.row_key(device_id), start, end, *lookup_args
-        )
+    row = await driver.fetchrow(
+        lookups.sql, key_hash, device_id, limit.row_key(device_id), start, end, *lookup_args
+    )
     return admitted_device(row, device_id, key_hash, limit, now, refusal), row
 
 

@@ -11,13 +11,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from cloud.alerts.rules import raise_detection_alerts
+from cloud.alerts.rules import cooldown_of, raise_detection_alerts
 from cloud.auth.device_admission import authenticate_and_count
 from cloud.captures.evaluation import EvaluationError, evaluate
 from cloud.captures.images import ImageInfo
 from cloud.captures.metadata import CaptureMetadata
+from cloud.captures.quiet_insert import insert_unless_alerting
 from cloud.captures.storage import SnapshotStore, snapshot_key
 from cloud.captures.upload_checks import (
     UPLOAD_LOOKUPS,
@@ -30,6 +31,7 @@ from cloud.captures.upload_checks import (
     trigger_verdict,
 )
 from cloud.core.config import Settings
+from cloud.core.db import bound_engine, pooled_driver
 from cloud.core.errors import ApiError
 from cloud.core.ids import new_record_id
 from cloud.events.notify import EVENTS_CHANNEL, EventKind, bounded_payload
@@ -123,19 +125,20 @@ _INSERT_CAPTURE_CLOSE_TRIGGER = _ANNOUNCE.add_cte(_NEW_CAPTURE).add_cte(_CLOSED_
 
 
 async def _admit(
-    session: AsyncSession, settings: Settings, device_key: str | None, metadata: CaptureMetadata
+    engine: AsyncEngine, settings: Settings, device_key: str | None, metadata: CaptureMetadata
 ) -> Device | IngestResult:
     """Authenticate, count the upload, find a repeat and check its trigger: one statement."""
-    device, row = await authenticate_and_count(
-        session,
-        settings,
-        metadata.device_id,
-        device_key,
-        upload_limit(settings),
-        "too many uploads from this device",
-        UPLOAD_LOOKUPS,
-        (metadata.capture_id, metadata.trigger_id),
-    )
+    async with pooled_driver(engine) as driver:
+        device, row = await authenticate_and_count(
+            driver,
+            settings,
+            metadata.device_id,
+            device_key,
+            upload_limit(settings),
+            "too many uploads from this device",
+            UPLOAD_LOOKUPS,
+            (metadata.capture_id, metadata.trigger_id),
+        )
     if (previous := looked_up_repeat(row)) is not None:
         return previous
     if metadata.trigger_id is not None:
@@ -157,13 +160,16 @@ async def ingest_capture(
 ) -> IngestResult:
     """Store a capture once; the same trigger_id or capture_id again returns the first record.
 
-    Order: admit (short transaction), evaluate and write the snapshot with no connection and
-    no lock held, then lock the trigger and insert. The file is deleted only when its row
-    certainly does not exist (a refusal before COMMIT); a failed COMMIT may have committed,
-    so that file is left for the orphan sweep in retention.
+    Order: admit (one statement), evaluate and write the snapshot with no connection and no
+    lock held, then store the row: in one statement when it raises no alert and its trigger
+    is still open (quiet_insert), else in a transaction that locks the trigger, inserts and
+    raises the alerts. The file is deleted only when its row certainly does not exist (a
+    refusal, or a failure before anything was sent or committed); a failed COMMIT or a lost
+    answer to the one statement may have stored it, so that file is left for the orphan sweep
+    in retention.
     """
-    async with session_factory() as session:
-        admitted = await _admit(session, settings, device_key, metadata)
+    engine = bound_engine(session_factory)
+    admitted = await _admit(engine, settings, device_key, metadata)
     if isinstance(admitted, IngestResult):
         return admitted
     device = admitted
@@ -211,32 +217,25 @@ async def ingest_capture(
         trigger_id=metadata.trigger_id,
         alert=bool(evaluation_result.get("alert")),
     )
-    async with session_factory() as session:
-        try:
-            result = await _insert(session, device.device_id, metadata, values, event)
-        except BaseException:
-            await asyncio.shield(_discard_snapshot(store, key))  # nothing was committed
-            raise
-        if result is not None:  # a concurrent try of the same upload won
-            await session.rollback()
-            await _discard_snapshot(store, key)
-            return result
-        if evaluation_result.get("alert"):
-            # Same transaction: the alert and its outbox rows exist iff the capture does.
-            await raise_detection_alerts(
-                session,
-                device,
-                record_id,
-                evaluation_result,
-                detections,
-                (key, info.content_type),
-                now,
+    names, since = cooldown_of(device, evaluation_result, now)
+    sent = False
+    try:
+        async with pooled_driver(engine) as driver:
+            sent = True
+            stored_quietly = await insert_unless_alerting(driver, values, names, since, event)
+    except BaseException:
+        if not sent:  # no connection: nothing was stored
+            await asyncio.shield(_discard_snapshot(store, key))
+        else:
+            logger.warning("capture %s may be stored; its file %s is left", record_id, key)
+        raise
+    if not stored_quietly:
+        async with session_factory() as session:
+            result = await _store_in_transaction(
+                session, store, device, metadata, values, event, detections, info, now
             )
-        try:
-            await session.commit()
-        except BaseException:
-            logger.warning("commit of capture %s failed; its file %s is left", record_id, key)
-            raise
+        if result is not None:
+            return result
     logger.debug(
         "capture %s stored for device %s trigger %s",
         record_id,
@@ -246,6 +245,49 @@ async def ingest_capture(
     )
     metrics.count_upload(len(image))
     return IngestResult(record_id, evaluation_status, True)
+
+
+async def _store_in_transaction(
+    session: AsyncSession,
+    store: SnapshotStore,
+    device: Device,
+    metadata: CaptureMetadata,
+    values: dict[str, Any],
+    event: str,
+    detections: list[dict[str, Any]],
+    info: ImageInfo,
+    now: datetime,
+) -> IngestResult | None:
+    """The upload the one statement did not store: its trigger locked and judged, the capture
+    inserted with its alerts, committed; None when stored, else the earlier upload's result."""
+    record_id, key = values["record_id"], values["snapshot_key"]
+    try:
+        result = await _insert(session, device.device_id, metadata, values, event)
+    except BaseException:
+        await asyncio.shield(_discard_snapshot(store, key))  # nothing was committed
+        raise
+    if result is not None:  # a concurrent try of the same upload won
+        await session.rollback()
+        await _discard_snapshot(store, key)
+        return result
+    evaluation_result = values["evaluation_result"]
+    if evaluation_result.get("alert"):
+        # Same transaction: the alert and its outbox rows exist iff the capture does.
+        await raise_detection_alerts(
+            session,
+            device,
+            record_id,
+            evaluation_result,
+            detections,
+            (key, info.content_type),
+            now,
+        )
+    try:
+        await session.commit()
+    except BaseException:
+        logger.warning("commit of capture %s failed; its file %s is left", record_id, key)
+        raise
+    return None
 
 
 async def _insert(

@@ -312,7 +312,8 @@ async def measure_floor(
         phase.wire_bytes = sum(map(len, request(0)))
         before = floor.cpu_seconds()
         await run_phase("127.0.0.1", floor.port, request, args.count, args.concurrency, phase)
-        phase.cpu = {"server": floor.cpu_seconds() - before}
+        after = floor.cpu_seconds()
+        phase.cpu = {k: after[k] - before[k] for k in before}
         return phase.summary()
     finally:
         floor.close()

@@ -105,7 +105,8 @@ class PrivateServer:
             return session.scalar(sa.select(sa.func.count()).select_from(Capture)) or 0
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU time used so far by the server, its PostgreSQL and this client."""
+        """CPU time used so far by the server (and the kernel's share of it), its PostgreSQL
+        and this client."""
 
         def used(process: psutil.Process) -> float:
             times = process.cpu_times()
@@ -120,8 +121,10 @@ class PrivateServer:
                     postgres = used(process) + own.children_user + own.children_system
                     postgres += sum(used(child) for child in process.children(recursive=True))
                 break
+        server = psutil.Process(self.process.pid).cpu_times()
         return {
-            "server": used(psutil.Process(self.process.pid)),
+            "server": server.user + server.system,
+            "server_kernel": server.system,
             "postgres": postgres,
             "client": used(psutil.Process()),
         }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
@@ -21,20 +20,17 @@ from cloud.models import (
     TriggerType,
 )
 from tests.support.captures import (
+    ActsOnFirstPut,
     capture_metadata,
     jpeg_bytes,
     make_trigger,
     png_bytes,
+    snapshot_files,
     upload_json,
     upload_multipart,
 )
 from tests.support.factories import Factory
 from tests.support.live_server import LiveServer
-
-
-def _snapshot_files(settings: Settings) -> list[Path]:
-    root = settings.snapshots_dir
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
 def test_multipart_upload_stores_capture_and_executes_trigger(
@@ -65,7 +61,7 @@ def test_multipart_upload_stores_capture_and_executes_trigger(
     assert trigger.status is TriggerStatus.EXECUTED
     assert trigger.capture_id == capture.record_id
     assert trigger.executed_at is not None and trigger.finished_at is not None
-    files = _snapshot_files(settings)
+    files = snapshot_files(settings)
     assert len(files) == 1
     assert files[0].read_bytes() == image
     assert files[0].name == f"{capture.record_id}.jpg"
@@ -85,7 +81,7 @@ def test_json_base64_upload_of_png_is_accepted(
     assert capture is not None
     assert (capture.width, capture.height, capture.content_type) == (64, 48, "image/png")
     assert capture.trigger_type is TriggerType.EVENT and capture.trigger_id is None
-    assert [p.suffix for p in _snapshot_files(settings)] == [".png"]
+    assert [p.suffix for p in snapshot_files(settings)] == [".png"]
 
 
 def test_same_trigger_uploaded_twice_returns_same_record_once_stored(
@@ -103,8 +99,8 @@ def test_same_trigger_uploaded_twice_returns_same_record_once_stored(
     with db() as session:
         count = session.scalar(sa.select(sa.func.count()).select_from(Capture))
     assert count == 1
-    assert len(_snapshot_files(settings)) == 1
-    assert _snapshot_files(settings)[0].read_bytes() == jpeg_bytes(seed=1)
+    assert len(snapshot_files(settings)) == 1
+    assert snapshot_files(settings)[0].read_bytes() == jpeg_bytes(seed=1)
 
 
 def test_pending_trigger_upload_is_accepted_before_it_was_marked_sent(
@@ -148,7 +144,7 @@ def test_trigger_refusals_unknown_other_device_and_terminal(
     ]
     with db() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Capture)) == 0
-    assert _snapshot_files(settings) == []
+    assert snapshot_files(settings) == []
 
 
 def test_evaluation_failure_is_recorded_not_refused(
@@ -205,29 +201,7 @@ def test_concurrent_duplicate_uploads_store_one_capture(
     assert len({record_id for _, record_id in results}) == 1
     with db() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Capture)) == 1
-    assert len(_snapshot_files(settings)) == 1
-
-
-class _DeletesDeviceOnPut:
-    """A store whose write succeeds while the device is deleted underneath the upload."""
-
-    def __init__(self, inner: FilesystemStore, db: sessionmaker[Session], device_id: str):
-        self.inner, self.db, self.device_id = inner, db, device_id
-
-    def put(self, key: str, data: bytes, content_type: str) -> None:
-        self.inner.put(key, data, content_type)
-        with self.db() as session:
-            session.execute(sa.delete(Device).where(Device.device_id == self.device_id))
-            session.commit()
-
-    def get(self, key: str) -> bytes:
-        return self.inner.get(key)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-    def url_or_path(self, key: str) -> str:
-        return self.inner.url_or_path(key)
+    assert len(snapshot_files(settings)) == 1
 
 
 def test_failed_transaction_leaves_no_orphaned_file(
@@ -235,15 +209,21 @@ def test_failed_transaction_leaves_no_orphaned_file(
 ) -> None:
     device = factory.device()
     assert live_server.app is not None
-    live_server.app.state.snapshot_store = _DeletesDeviceOnPut(
-        FilesystemStore(settings.snapshots_dir), db, device.device_id
+
+    def delete_device() -> None:  # while the upload's snapshot is written
+        with db() as session:
+            session.execute(sa.delete(Device).where(Device.device_id == device.device_id))
+            session.commit()
+
+    live_server.app.state.snapshot_store = ActsOnFirstPut(
+        FilesystemStore(settings.snapshots_dir), delete_device
     )
     with live_server.client() as client:
         response = upload_multipart(
             client, device.headers, capture_metadata(device.device_id), jpeg_bytes()
         )
     assert response.status_code == 409
-    assert _snapshot_files(settings) == []
+    assert snapshot_files(settings) == []
 
 
 def test_nul_characters_are_422_not_a_failed_insert(

@@ -6,7 +6,9 @@ import base64
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -14,6 +16,8 @@ import httpx
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.captures.storage import FilesystemStore
+from cloud.core.config import Settings
 from cloud.core.ids import new_trigger_id
 from cloud.models import Trigger, TriggerStatus, TriggerType
 
@@ -100,3 +104,32 @@ def make_trigger(
         )
         session.commit()
     return trigger_id
+
+
+class ActsOnFirstPut:
+    """A snapshot store that runs `action` once, after writing the first snapshot: between
+    that upload's admission and its INSERT, in the upload's own worker thread."""
+
+    def __init__(self, inner: FilesystemStore, action: Callable[[], None]):
+        self.inner, self.action, self.acted = inner, action, False
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.inner.put(key, data, content_type)
+        if not self.acted:
+            self.acted = True
+            self.action()
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def url_or_path(self, key: str) -> str:
+        return self.inner.url_or_path(key)
+
+
+def snapshot_files(settings: Settings) -> list[Path]:
+    """Every file under the snapshot directory (none when it does not exist)."""
+    root = settings.snapshots_dir
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
