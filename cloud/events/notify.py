@@ -69,7 +69,8 @@ async def emit(
 
 
 # SQL expressions for statements that announce their own rows (`org`, `device` and the field
-# values are SQL expressions of that statement; the channel is the bind parameter `:events`).
+# values are SQL expressions of that statement; the channel is the bind parameter `:events`,
+# or `channel` for a statement sent to the driver).
 def presence_event_sql(org: str, device: str, online: bool) -> str:
     return (
         f"visant_notify_heard(:events, json_build_object('org_id', {org}, 'kind', 'presence', "
@@ -77,8 +78,10 @@ def presence_event_sql(org: str, device: str, online: bool) -> str:
     )
 
 
-def trigger_event_sql(org: str, device: str, trigger_id: str, status: str) -> str:
+def trigger_event_sql(
+    org: str, device: str, trigger_id: str, status: str, channel: str = ":events"
+) -> str:
     return (
-        f"visant_notify_heard(:events, json_build_object('org_id', {org}, 'kind', 'trigger', "
+        f"visant_notify_heard({channel}, json_build_object('org_id', {org}, 'kind', 'trigger', "
         f"'device_id', {device}, 'trigger_id', {trigger_id}, 'status', {status})::text)"
     )

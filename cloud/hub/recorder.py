@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cloud.commands.queries import is_device_command_id
-from cloud.core.db import KeptConnection, log_worker_failure
+from cloud.core.db import KeptConnection, driver_statements, log_worker_failure
 from cloud.core.worker import Worker
 from cloud.hub import connection_log, delivery, presence
 from cloud.hub.connection_log import ConnectionEvent
@@ -130,7 +130,8 @@ class DeliveryRecorder(Worker):
     async def _mark_sent_alone(self, written: list[tuple[str, datetime]]) -> None:
         connection = await self._marks.get()
         try:
-            await delivery.mark_sent(connection, written)
+            async with driver_statements(connection, begin=False) as driver:
+                await delivery.mark_triggers_sent(driver, written)
         except BaseException:
             await self._marks.discard(broken=True)  # the next window takes a fresh one
             raise
