@@ -104,20 +104,24 @@ _DRIVER_CONNECTION_LOST = (
 
 
 @contextlib.asynccontextmanager
-async def driver_statements(connection: AsyncConnection, begin: bool = True) -> AsyncIterator[Any]:
+async def driver_statements(
+    connection: AsyncConnection, begin: bool = True, driver: Any = None
+) -> AsyncIterator[Any]:
     """The asyncpg connection under ``connection``, for statements sent past SQLAlchemy (hot
     paths), inside the connection's transaction (begun here if it was not). A timeout or a
     lost connection there is handled as SQLAlchemy would have: the connection is invalidated,
     not pooled again, and the request fails as 503.
 
     ``begin=False`` is for one statement that is atomic by itself: it joins the transaction
-    when one is open, else commits alone (one round trip instead of BEGIN, it, COMMIT)."""
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
+    when one is open, else commits alone (one round trip instead of BEGIN, it, COMMIT). With
+    it, ``driver`` is that connection's `raw_driver` when the caller already holds it (each
+    lookup is a greenlet hop, a visible share of a kept connection's statement)."""
+    if begin or driver is None:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
     assert driver is not None
     try:
-        adapter = raw.dbapi_connection
-        if begin and adapter._transaction is None:
+        if begin and (adapter := raw.dbapi_connection)._transaction is None:
             # SQLAlchemy's asyncpg adapter sends BEGIN lazily, before its own first statement;
             # statements sent past it would each commit alone (an advisory xact lock released
             # at once, a rollback undoing nothing). Begun here and handed to the adapter (as
@@ -168,11 +172,12 @@ def bound_engine(session_factory: async_sessionmaker[AsyncSession]) -> AsyncEngi
     return session_factory.kw["bind"]
 
 
-async def driver_closed(connection: AsyncConnection) -> bool:
-    """Whether the driver already knows the server closed this connection (no round trip)."""
+async def raw_driver(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under `connection` (for as long as it stays checked out)."""
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
-    return driver is None or driver.is_closed()
+    assert driver is not None
+    return driver
 
 
 class KeptConnection:
@@ -186,16 +191,18 @@ class KeptConnection:
         self._idle_seconds = idle_seconds
         self._execution_options = execution_options
         self._connection: AsyncConnection | None = None
+        self.driver: Any = None  # the asyncpg connection under the one `get` returned
         self._used_at = 0.0
 
     async def get(self) -> AsyncConnection:
-        if self._connection is not None and await driver_closed(self._connection):
+        if self._connection is not None and self.driver.is_closed():
             await self.discard()
         if self._connection is None:
             connection = self._engine.connect()
             await connection.start()
             if self._execution_options:
                 await connection.execution_options(**self._execution_options)
+            self.driver = await raw_driver(connection)
             self._connection = connection
         self._used_at = asyncio.get_running_loop().time()
         return self._connection
@@ -203,7 +210,7 @@ class KeptConnection:
     async def discard(self, broken: bool = False) -> None:
         """Give the connection back now; `broken` (an error or a timeout on it): invalidated,
         not pooled again."""
-        connection, self._connection = self._connection, None
+        connection, self._connection, self.driver = self._connection, None, None
         if connection is None:
             return
         if broken:

@@ -130,7 +130,7 @@ class DeliveryRecorder(Worker):
     async def _mark_sent_alone(self, written: list[tuple[str, datetime]]) -> None:
         connection = await self._marks.get()
         try:
-            async with driver_statements(connection, begin=False) as driver:
+            async with driver_statements(connection, False, self._marks.driver) as driver:
                 await delivery.mark_triggers_sent(driver, written)
         except BaseException:
             await self._marks.discard(broken=True)  # the next window takes a fresh one

@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cloud.core.db import driver_closed, driver_statements
+from cloud.core.db import driver_statements, raw_driver
 from cloud.metrics.registry import MANUAL_TRIGGER_BATCH
 
 logger = logging.getLogger(__name__)
@@ -158,6 +158,7 @@ class ManualTriggerBatcher:
         try:
             connection = self._engine.connect()
             await connection.start()
+            driver = await raw_driver(connection)
         except Exception as exc:  # noqa: BLE001 - no connection: the next batch gets it (503)
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
@@ -166,11 +167,11 @@ class ManualTriggerBatcher:
         else:
             try:
                 while await self._next_request_within(LANE_IDLE_SECONDS):
-                    if await driver_closed(connection):
+                    if driver.is_closed():
                         break  # PostgreSQL closed it while idle: a fresh checkout replaces it
                     batch = self._waiting[: self._max_batch]
                     del self._waiting[: self._max_batch]
-                    if not await self._store(batch, connection):
+                    if not await self._store(batch, connection, driver):
                         break  # the connection may be broken: not used again
             finally:
                 await connection.close()
@@ -196,18 +197,18 @@ class ManualTriggerBatcher:
                 self._idle_lanes -= 1
         return bool(self._waiting)
 
-    async def _store(self, batch: list[_Waiting], connection: AsyncConnection) -> bool:
+    async def _store(self, batch: list[_Waiting], connection: AsyncConnection, driver: Any) -> bool:
         """Store and settle `batch`; False when its connection failed (not to be used again)."""
         batch.sort(key=lambda waiting: waiting[0].device_id)  # the lock order
         try:
-            outcomes = await self._run([ask for ask, _ in batch], connection)
+            outcomes = await self._run([ask for ask, _ in batch], connection, driver)
         except Exception as exc:  # noqa: BLE001 - the waiting requests get it (503, ...)
             if isinstance(exc, asyncpg.PostgresError) and len(batch) > 1:
                 logger.warning(
                     "a batch of %d manual triggers failed (%s); one by one", len(batch), exc
                 )
                 for waiting in batch:
-                    if not await self._store([waiting], connection):
+                    if not await self._store([waiting], connection, driver):
                         return False
                 return True
             for _, future in batch:
@@ -218,14 +219,14 @@ class ManualTriggerBatcher:
         return True
 
     async def _run(
-        self, asks: list[TriggerAsk], connection: AsyncConnection
+        self, asks: list[TriggerAsk], connection: AsyncConnection, driver: Any
     ) -> list[TriggerOutcome]:
         """One statement, committed alone; calls and outcomes in the order of `asks`."""
         columns = [[getattr(ask, name) for ask in asks] for name, _ in _COLUMNS]
         c = self._constants
         self.statements_sent += 1
         MANUAL_TRIGGER_BATCH.observe(len(asks))
-        async with driver_statements(connection, begin=False) as driver:
+        async with driver_statements(connection, False, driver):
             rows = await driver.fetch(
                 _BATCH_SQL,
                 *columns,

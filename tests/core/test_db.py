@@ -17,7 +17,6 @@ from cloud.core.db import (
     KeptConnection,
     create_engine_for,
     create_session_factory,
-    driver_closed,
     driver_statements,
     log_worker_failure,
     pooled_driver,
@@ -106,7 +105,7 @@ def test_a_kept_connection_is_reused_replaced_once_closed_and_given_back_when_id
             async with engine.connect() as other:
                 await other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             deadline = asyncio.get_running_loop().time() + settings.keepalive_seconds * 30
-            while not await driver_closed(first):  # the driver reads the server's goodbye
+            while not kept.driver.is_closed():  # the driver reads the server's goodbye
                 assert asyncio.get_running_loop().time() < deadline, "closed connection unseen"
                 await asyncio.sleep(0.02)
             fresh = await kept.get()
