@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud import __version__
@@ -29,7 +30,7 @@ from cloud.console.auth import (
     require,
 )
 from cloud.core.db import DatabaseUnavailable
-from cloud.core.errors import ApiError, is_database_unavailable
+from cloud.core.errors import DATABASE_BUSY_RETRY_AFTER, ApiError, is_database_unavailable
 from cloud.models import UserRole
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,9 @@ class ConsoleRoute(APIRoute):
                 return error_response(request, exc.status_code, exc.detail, exc.headers)
             except RequestValidationError as exc:
                 return error_response(request, 422, validation_message(exc))
+            except PoolTimeout:
+                busy = {"Retry-After": DATABASE_BUSY_RETRY_AFTER}
+                return error_response(request, 503, "the database is busy; try again soon", busy)
             except (DatabaseUnavailable, DBAPIError) as exc:
                 if not is_database_unavailable(exc):
                     logger.exception("console error on %s %s", request.method, request.url.path)

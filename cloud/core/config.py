@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     # holds them all and the overflow is 0 unless set.
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
+    # Past this wait for a pooled connection (every one in use) a request is 503 "database busy".
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     # A new connection, or a statement, that takes longer fails as 503 "database unavailable"
     # (PostgreSQL unreachable, or its link silently dead) instead of holding the request.
     db_connect_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -32,13 +33,16 @@ class DatabaseUnavailable(Exception):
 
 
 def log_worker_failure(log: logging.Logger, message: str, *args: object) -> None:
-    """Log a background loop's failed pass: one warning line while the database is down
-    (every loop retries each second, so tracebacks would flood the log), else the traceback."""
+    """Log a background loop's failed pass: one warning line while the database is down or
+    every pooled connection is in use (every loop retries each second, so tracebacks would
+    flood the log), else the traceback."""
     exc = sys.exc_info()[1]
     if isinstance(exc, DatabaseUnavailable) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
         log.warning(message + ": database unavailable (%s)", *args, exc)
+    elif isinstance(exc, PoolTimeout):
+        log.warning(message + ": database busy (%s)", *args, exc)
     else:
         log.exception(message, *args)
 
@@ -52,7 +56,7 @@ def create_engine_for(url: str, settings: Settings) -> AsyncEngine:
         # as much as a manual trigger's own work. A connection PostgreSQL closed (restart,
         # terminated backend) is seen closed by asyncpg without a round trip; see below.
         pool_pre_ping=False,
-        pool_timeout=10,
+        pool_timeout=settings.db_pool_timeout_seconds,
         connect_args={
             "timeout": settings.db_connect_timeout_seconds,
             "command_timeout": settings.db_command_timeout_seconds,

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.core.db import DatabaseUnavailable
@@ -16,6 +17,10 @@ logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "database unavailable"
 DATABASE_RETRY_AFTER = "5"  # seconds: about what a PostgreSQL restart or failover takes
+# Every pooled connection stayed in use for VISANT_DB_POOL_TIMEOUT_SECONDS: overload, not an
+# outage, so a retry soon may find one.
+DATABASE_BUSY = "database busy"
+DATABASE_BUSY_RETRY_AFTER = "1"
 FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's own 400 text
 BODY_NOT_JSON = "invalid request: body is not UTF-8 JSON"
 
@@ -62,6 +67,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DatabaseUnavailable)
     @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
     async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         return database_error_response(exc, request.method, request.url.path)
 
@@ -76,12 +82,19 @@ def error_response(exc: Exception, method: str, path: str) -> JSONResponse:
         return JSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
-    if isinstance(exc, DatabaseUnavailable | DBAPIError):
+    if isinstance(exc, DatabaseUnavailable | DBAPIError | PoolTimeout):
         return database_error_response(exc, method, path)
     return _internal_error(method, path, exc)
 
 
 def database_error_response(exc: Exception, method: str, path: str) -> JSONResponse:
+    if isinstance(exc, PoolTimeout):
+        logger.warning("%s on %s %s: %s", DATABASE_BUSY, method, path, exc)
+        return JSONResponse(
+            {"detail": DATABASE_BUSY},
+            status_code=503,
+            headers={"Retry-After": DATABASE_BUSY_RETRY_AFTER},
+        )
     if not is_database_unavailable(exc):
         return _internal_error(method, path, exc)
     # A client may retry this: the database is down or restarting, nothing here is broken.

@@ -10,6 +10,7 @@ import logging
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cloud.core.config import Settings
 from cloud.core.db import (
@@ -36,6 +37,16 @@ def test_database_outage_logs_one_warning_line(caplog: pytest.LogCaptureFixture)
     assert record.getMessage() == (
         "pass 3 failed: database unavailable (OSError: connection refused)"
     )
+
+
+def test_an_exhausted_pool_logs_one_warning_line(caplog: pytest.LogCaptureFixture) -> None:
+    try:
+        raise PoolTimeout("QueuePool limit of size 1 overflow 0 reached")
+    except PoolTimeout:
+        log_worker_failure(logger, "pass %d failed", 4)
+    [record] = caplog.records
+    assert (record.levelno, record.exc_info) == (logging.WARNING, None)
+    assert record.getMessage().startswith("pass 4 failed: database busy (QueuePool limit")
 
 
 def test_other_failures_keep_their_traceback(caplog: pytest.LogCaptureFixture) -> None:
