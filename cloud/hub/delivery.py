@@ -106,37 +106,51 @@ async def devices_owed_config(session: AsyncSession, device_ids: Sequence[str]) 
     return list(result)
 
 
-# The rows marked are announced to the console in the same statement.
-def _mark_sent_sql(ids: str, moments: str, sent: str, pending: str, events: str) -> str:
+# The rows marked are announced to the console in the same statement; `also` adds to its
+# select list (evaluated once).
+def _mark_sent_sql(
+    ids: str, moments: str, sent: str, pending: str, events: str, also: str = ""
+) -> str:
     return (
         f"WITH marked AS (UPDATE scheduled_triggers AS t SET status = {sent}, sent_at = w.at "
         f"FROM unnest({ids}, {moments}) AS w(id, at) "
         f"WHERE t.trigger_id = w.id AND t.status = {pending} "
         "RETURNING t.trigger_id, t.device_id) SELECT count("
         + trigger_event_sql("d.org_id", "marked.device_id", "marked.trigger_id", "'sent'", events)
-        + ") FROM marked JOIN devices AS d ON d.device_id = marked.device_id"
+        + f"){also} FROM marked JOIN devices AS d ON d.device_id = marked.device_id"
     )
 
 
 _MARK_SENT = sa.text(_mark_sent_sql(":ids", ":moments", ":sent", ":pending", ":events"))
+# With the marks, the confirmations to the waiting instances: NOTIFY channel $4[i], $5[i].
 _MARK_SENT_ON_DRIVER = _mark_sent_sql(
     "$1::text[]",
     "$2::timestamptz[]",
     f"'{TriggerStatus.SENT.value}'",
     f"'{TriggerStatus.PENDING.value}'",
     "$3::text",
+    ", (SELECT count(pg_notify(c.channel, c.ids)) "
+    "FROM unnest($4::text[], $5::text[]) AS c(channel, ids))",
 )
 
 
-async def mark_triggers_sent(driver: Any, written: Sequence[tuple[str, datetime]]) -> None:
-    """mark_sent for triggers only, in one statement on `driver` (an asyncpg connection),
-    which commits alone: 125-149 us of CPU per window against 229-256 through SQLAlchemy
-    (one trigger a window, 3,000 windows, docs/performance.md)."""
+async def mark_triggers_sent(
+    driver: Any,
+    written: Sequence[tuple[str, datetime]],
+    delivered: Sequence[tuple[str, str | None]] = (),
+) -> None:
+    """mark_sent for triggers only, and notify_delivered for `delivered`, in one statement on
+    `driver` (an asyncpg connection), which commits alone: 125-149 us of CPU per window
+    against 229-256 through SQLAlchemy (one trigger a window, 3,000 windows, no
+    confirmations; docs/performance.md)."""
+    confirmations = _confirmations(delivered)
     await driver.fetchval(
         _MARK_SENT_ON_DRIVER,
         [trigger_id for trigger_id, _ in written],
         [moment for _, moment in written],
         EVENTS_CHANNEL,
+        [channel for channel, _ in confirmations],
+        [ids for _, ids in confirmations],
     )
 
 
@@ -173,13 +187,20 @@ async def notify_delivered(
 ) -> None:
     """Tell the instances waiting on these (trigger id, waiting instance) that they reached a
     stream: each on its own channel, those of an unknown waiter on the shared one."""
+    for channel, ids in _confirmations(delivered):
+        await session.execute(sa.select(sa.func.pg_notify(channel, ids)))
+
+
+def _confirmations(delivered: Sequence[tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """(channel, comma-separated trigger ids) NOTIFYs telling the waiters of `delivered`."""
     by_channel: dict[str, list[str]] = {}
     for trigger_id, reply_to in delivered:
         by_channel.setdefault(delivered_channel(reply_to), []).append(trigger_id)
-    for channel, trigger_ids in by_channel.items():
-        for start in range(0, len(trigger_ids), DELIVERED_IDS_PER_NOTIFY):
-            chunk = ",".join(trigger_ids[start : start + DELIVERED_IDS_PER_NOTIFY])
-            await session.execute(sa.select(sa.func.pg_notify(channel, chunk)))
+    return [
+        (channel, ",".join(trigger_ids[start : start + DELIVERED_IDS_PER_NOTIFY]))
+        for channel, trigger_ids in by_channel.items()
+        for start in range(0, len(trigger_ids), DELIVERED_IDS_PER_NOTIFY)
+    ]
 
 
 async def record_config_ack(

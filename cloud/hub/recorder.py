@@ -103,15 +103,16 @@ class DeliveryRecorder(Worker):
             for tid, _, manual, reply_to in written
             if manual and tid not in self._waiters
         ]
-        # Only triggers' sent marks (most windows): one statement, atomic by itself, so it
-        # commits alone (no BEGIN and COMMIT round trips), on a connection kept between windows.
-        alone = not (remote or released or events) and not any(
+        # Only triggers' sent marks and their confirmations (most windows): one statement,
+        # atomic by itself, so it commits alone (no BEGIN and COMMIT round trips), on a
+        # connection kept between windows.
+        alone = not (released or events) and not any(
             is_device_command_id(tid) for tid, _, _, _ in written
         )
         try:
             async with asyncio.timeout(DB_STEP_TIMEOUT):
                 if alone:
-                    await self._mark_sent_alone([(tid, at) for tid, at, _, _ in written])
+                    await self._mark_sent_alone([(tid, at) for tid, at, _, _ in written], remote)
                 else:
                     async with self._sessions() as session:
                         await delivery.mark_sent(session, [(tid, at) for tid, at, _, _ in written])
@@ -127,11 +128,13 @@ class DeliveryRecorder(Worker):
         for trigger_id, _, _, _ in written:
             self.resolve(trigger_id)
 
-    async def _mark_sent_alone(self, written: list[tuple[str, datetime]]) -> None:
+    async def _mark_sent_alone(
+        self, written: list[tuple[str, datetime]], remote: list[tuple[str, str | None]]
+    ) -> None:
         connection = await self._marks.get()
         try:
             async with driver_statements(connection, False, self._marks.driver) as driver:
-                await delivery.mark_triggers_sent(driver, written)
+                await delivery.mark_triggers_sent(driver, written, remote)
         except BaseException:
             await self._marks.discard(broken=True)  # the next window takes a fresh one
             raise
