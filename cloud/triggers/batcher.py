@@ -158,7 +158,6 @@ class ManualTriggerBatcher:
         try:
             connection = self._engine.connect()
             await connection.start()
-            driver = await raw_driver(connection)
         except Exception as exc:  # noqa: BLE001 - no connection: the next batch gets it (503)
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
@@ -166,6 +165,7 @@ class ManualTriggerBatcher:
                 _settle(future, exc)
         else:
             try:
+                driver = await raw_driver(connection)  # held: no lookup per statement
                 while await self._next_request_within(LANE_IDLE_SECONDS):
                     if driver.is_closed():
                         break  # PostgreSQL closed it while idle: a fresh checkout replaces it
