@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cloud.alerts.rules import cooldown_of, raise_detection_alerts
@@ -23,7 +21,6 @@ from cloud.captures.storage import SnapshotStore, snapshot_key
 from cloud.captures.upload_checks import (
     UPLOAD_LOOKUPS,
     IngestResult,
-    LockedTrigger,
     lock_trigger,
     looked_up_repeat,
     looked_up_trigger,
@@ -31,18 +28,15 @@ from cloud.captures.upload_checks import (
     trigger_verdict,
 )
 from cloud.core.config import Settings
-from cloud.core.db import bound_engine, pooled_driver
+from cloud.core.db import bound_engine, driver_statements, pooled_driver
 from cloud.core.errors import ApiError
 from cloud.core.ids import new_record_id
-from cloud.events.notify import EVENTS_CHANNEL, EventKind, bounded_payload
+from cloud.events.notify import EventKind, bounded_payload
 from cloud.limits.counters import Limit
 from cloud.metrics import registry as metrics
 from cloud.models import (
-    Capture,
     Device,
     EvaluationStatus,
-    Trigger,
-    TriggerStatus,
     TriggerType,
 )
 
@@ -96,34 +90,6 @@ async def _discard_snapshot(store: SnapshotStore, key: str) -> None:
         logger.exception("could not delete orphaned snapshot %s", key)
 
 
-_CAPTURES = Capture.__table__
-_TRIGGERS = Trigger.__table__
-# Built once with bind parameters: per upload SQLAlchemy only binds values (building the
-# statement per call was a visible share of an upload's CPU time in profiles).
-_INSERT_CAPTURE = _CAPTURES.insert().values(
-    {column: sa.bindparam(f"c_{column.name}", type_=column.type) for column in _CAPTURES.columns}
-)
-_NEW_CAPTURE = _INSERT_CAPTURE.returning(_CAPTURES.c.record_id).cte("new_capture")
-# The trigger's move to executed, pointing at the new capture.
-_CLOSED_TRIGGER = (
-    _TRIGGERS.update()
-    .where(_TRIGGERS.c.trigger_id == sa.bindparam("c_trigger_id"))
-    .values(
-        status=TriggerStatus.EXECUTED,
-        executed_at=sa.bindparam("c_received_at"),
-        finished_at=sa.bindparam("c_received_at"),
-        capture_id=sa.select(_NEW_CAPTURE.c.record_id).scalar_subquery(),
-    )
-    .returning(_TRIGGERS.c.trigger_id)
-    .cte("closed_trigger")
-)
-# One round trip each: the capture (and its trigger closed) with its console event, which
-# PostgreSQL delivers at COMMIT and never for a refused INSERT.
-_ANNOUNCE = sa.select(sa.func.visant_notify_heard(sa.bindparam("events"), sa.bindparam("event")))
-_INSERT_CAPTURE_ANNOUNCED = _ANNOUNCE.add_cte(_NEW_CAPTURE)
-_INSERT_CAPTURE_CLOSE_TRIGGER = _ANNOUNCE.add_cte(_NEW_CAPTURE).add_cte(_CLOSED_TRIGGER)
-
-
 async def _admit(
     engine: AsyncEngine, settings: Settings, device_key: str | None, metadata: CaptureMetadata
 ) -> Device | IngestResult:
@@ -142,9 +108,8 @@ async def _admit(
     if (previous := looked_up_repeat(row)) is not None:
         return previous
     if metadata.trigger_id is not None:
-        state = looked_up_trigger(row)
-        checked = trigger_verdict(device.device_id, metadata.trigger_id, state)
-        if isinstance(checked, IngestResult):
+        checked = trigger_verdict(device.device_id, looked_up_trigger(row))
+        if checked is not None:
             return checked
     return device
 
@@ -297,29 +262,21 @@ async def _insert(
     values: dict[str, Any],
     event: str,
 ) -> IngestResult | None:
-    """Lock the trigger, insert the capture (and close the trigger) and announce `event` in
-    one statement; None when inserted."""
-    trigger: LockedTrigger | None = None
+    """Lock the trigger, then insert the capture (and close the trigger) and announce `event`
+    in this transaction with quiet_insert's statement, no rule left for it to check; None when
+    inserted."""
     if metadata.trigger_id is not None:
-        locked = await lock_trigger(session, device_id, metadata.trigger_id)
-        if isinstance(locked, IngestResult):
-            return locked
-        trigger = locked
-        values["trigger_type"] = trigger.trigger_type
-        values["trigger_label"] = metadata.trigger_label or trigger.trigger_label
-    statement = _INSERT_CAPTURE_ANNOUNCED if trigger is None else _INSERT_CAPTURE_CLOSE_TRIGGER
-    try:
-        # No savepoint (two round trips per upload): a refused INSERT aborts the transaction,
-        # which holds only the trigger lock, so it is rolled back and the winner read afresh.
-        parameters = {f"c_{k}": v for k, v in values.items()}
-        await session.execute(statement, {**parameters, "events": EVENTS_CHANNEL, "event": event})
-    except IntegrityError as exc:
-        await session.rollback()
-        previous = await previous_upload(
-            session, device_id, metadata.trigger_id, metadata.capture_id
-        )
-        if previous is not None:
-            return previous
-        # The device (and its triggers) deleted meanwhile.
-        raise ApiError(409, "capture conflicts with a concurrent change") from exc
-    return None
+        checked = await lock_trigger(session, device_id, metadata.trigger_id)
+        if checked is not None:
+            return checked
+    async with driver_statements(await session.connection()) as driver:
+        if await insert_unless_alerting(driver, values, [], values["received_at"], event):
+            return None
+    # Refused, with no savepoint (two round trips per upload): the aborted transaction holds
+    # only the trigger lock, so it is rolled back and the winner read afresh.
+    await session.rollback()
+    previous = await previous_upload(session, device_id, metadata.trigger_id, metadata.capture_id)
+    if previous is not None:
+        return previous
+    # The device (and its triggers) deleted meanwhile.
+    raise ApiError(409, "capture conflicts with a concurrent change")

@@ -6,7 +6,8 @@ cooldown for the device (a person standing in a zone: every upload matches, one 
 statement checks that itself, so such an upload costs one round trip, where the transaction
 (BEGIN, trigger lock, INSERT, cooldown read, COMMIT) took five. When the statement stores
 nothing (an alert is due, or the trigger was closed or taken since admission) the caller
-stores the upload in that transaction, which gives the alert or the trigger's verdict.
+stores the upload in that transaction, which gives the alert or the trigger's verdict; the
+transaction's INSERT is this same statement with no rule left to check.
 """
 
 from __future__ import annotations
@@ -94,10 +95,12 @@ async def insert_unless_alerting(
     cooldown since `cooldown_since`, the trigger is no longer open, or the statement was
     refused (a repeat of the same upload won meanwhile, the device was deleted); the
     transaction sorts those out. Any other failure is raised, and the capture may then exist
-    (an autocommitted statement whose answer was lost)."""
+    (an autocommitted statement whose answer was lost). Inside a transaction on `driver`, a
+    refusal leaves it aborted, for the caller to roll back."""
     trigger_id = values["trigger_id"]
     statement = _EVENT_CAPTURE if trigger_id is None else _TRIGGER_CAPTURE
-    last = values["trigger_type"] if trigger_id is None else trigger_id
+    # $21: the event capture's type, or the trigger whose type and label the capture takes.
+    type_or_trigger = values["trigger_type"] if trigger_id is None else trigger_id
     try:
         row = await driver.fetchrow(
             statement,
@@ -121,7 +124,7 @@ async def insert_unless_alerting(
             EVENTS_CHANNEL,
             event,
             values["trigger_label"],
-            last,
+            type_or_trigger,
         )
     except asyncpg.IntegrityConstraintViolationError:
         return False

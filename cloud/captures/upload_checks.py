@@ -18,7 +18,6 @@ from cloud.models import (
     EvaluationStatus,
     Trigger,
     TriggerStatus,
-    TriggerType,
 )
 
 
@@ -30,31 +29,18 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
-class LockedTrigger:
-    """The trigger row an upload closes (locked until the transaction ends)."""
-
-    trigger_id: str
-    trigger_type: TriggerType
-    trigger_label: str | None
-
-
-@dataclass(frozen=True)
 class TriggerState:
     """What an upload needs to know of the trigger it names (None fields: no such trigger)."""
 
     device_id: str | None
     status: str | None
-    trigger_type: str | None
-    trigger_label: str | None
     capture_id: str | None
     capture_status: str | None  # of the capture that closed it, when visible
 
 
-def trigger_verdict(
-    device_id: str, trigger_id: str, state: TriggerState
-) -> LockedTrigger | IngestResult:
-    """The device's open trigger, the result of the upload that already closed it, or the
-    refusal (404 not this device's, 409 terminal without a capture)."""
+def trigger_verdict(device_id: str, state: TriggerState) -> IngestResult | None:
+    """None for the device's open trigger, the result of the upload that already closed it,
+    or the refusal (404 not this device's, 409 terminal without a capture)."""
     if state.device_id is None or state.device_id != device_id:
         raise ApiError(404, "trigger not found")
     if state.capture_id is not None and state.capture_status is not None:
@@ -62,7 +48,7 @@ def trigger_verdict(
     status = TriggerStatus(state.status)
     if status not in OPEN_TRIGGER_STATUSES:
         raise ApiError(409, f"trigger is {status.value}; it takes no capture")
-    return LockedTrigger(trigger_id, TriggerType(state.trigger_type), state.trigger_label)
+    return None
 
 
 # The trigger locked against a concurrent upload or the reaper, with the capture that already
@@ -71,8 +57,6 @@ _LOCK_TRIGGER = (
     sa.select(
         Trigger.device_id,
         Trigger.status,
-        Trigger.trigger_type,
-        Trigger.trigger_label,
         Trigger.capture_id,
         Capture.evaluation_status,
     )
@@ -84,8 +68,9 @@ _LOCK_TRIGGER = (
 
 async def lock_trigger(
     session: AsyncSession, device_id: str, trigger_id: str
-) -> LockedTrigger | IngestResult:
-    """The device's open trigger, locked, or the result of the upload that already closed it."""
+) -> IngestResult | None:
+    """Lock the trigger: None when it is the device's and open, else the result of the upload
+    that already closed it (or the refusal, as trigger_verdict)."""
     row = (await session.execute(_LOCK_TRIGGER, {"trigger_id": trigger_id})).one_or_none()
     if row is None:
         raise ApiError(404, "trigger not found")
@@ -96,15 +81,9 @@ async def lock_trigger(
         capture_status = await session.scalar(
             sa.select(Capture.evaluation_status).where(Capture.record_id == row.capture_id)
         )
-    state = TriggerState(
-        row.device_id,
-        row.status,
-        row.trigger_type,
-        row.trigger_label,
-        row.capture_id,
-        capture_status,
+    return trigger_verdict(
+        device_id, TriggerState(row.device_id, row.status, row.capture_id, capture_status)
     )
-    return trigger_verdict(device_id, trigger_id, state)
 
 
 # Read in the admission's statement: the record an earlier try of this upload stored (same
@@ -114,7 +93,6 @@ UPLOAD_LOOKUPS = AdmissionLookups(
     columns=""",
         p.record_id AS previous_id, p.evaluation_status AS previous_status,
         t.device_id AS trigger_device_id, t.status AS trigger_status,
-        t.trigger_type AS trigger_type, t.trigger_label AS trigger_label,
         t.capture_id AS trigger_capture_id, tc.evaluation_status AS trigger_capture_status""",
     joins="""
         LEFT JOIN captures AS p ON p.device_id = d.device_id AND p.client_capture_id = $6
@@ -135,8 +113,6 @@ def looked_up_trigger(row: Mapping[str, Any]) -> TriggerState:
     return TriggerState(
         row["trigger_device_id"],
         row["trigger_status"],
-        row["trigger_type"],
-        row["trigger_label"],
         row["trigger_capture_id"],
         row["trigger_capture_status"],
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.commands.queries import is_device_command_id, mark_commands_sent, open_commands_for
 from cloud.events.notify import EVENTS_CHANNEL, trigger_event_sql
@@ -154,11 +154,8 @@ async def mark_triggers_sent(
     )
 
 
-async def mark_sent(
-    session: AsyncSession | AsyncConnection, written: Sequence[tuple[str, datetime]]
-) -> None:
-    """Record when each trigger (or device command) was written to a stream; terminal stays.
-    On a connection (autocommit) only when `written` holds no device command."""
+async def mark_sent(session: AsyncSession, written: Sequence[tuple[str, datetime]]) -> None:
+    """Record when each trigger (or device command) was written to a stream; terminal stays."""
     commands = [row for row in written if is_device_command_id(row[0])]
     if commands:
         await mark_commands_sent(session, commands)
