@@ -35,6 +35,7 @@ from cloud.auth.pruner import Pruner
 from cloud.auth.token_cache import TokenCache
 from cloud.captures.retention import RetentionWorker
 from cloud.captures.storage import build_store
+from cloud.captures.upload_batches import upload_batchers
 from cloud.console.setup import (
     closing_streams_on,
     hear_events_while_streams_open,
@@ -81,6 +82,7 @@ def build_components(app: FastAPI) -> list[BackgroundComponent]:
         on_extra_heard=app.state.console_broker.resync_live,
     )
     app.state.trigger_batcher = manual_trigger_batcher(app.state.engine, settings, hub.instance_id)
+    app.state.upload_batchers = upload_batchers(app.state.engine, settings)
     app.state.stream_opener = StreamOpener(hub, sessions, settings)
     hear_events_while_streams_open(app, hub)
     components: list[BackgroundComponent] = [
@@ -130,6 +132,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Its triggers under way are still handed to streams (the hub stops last).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(app.state.trigger_batcher.stop(), COMPONENT_STOP_TIMEOUT)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(app.state.upload_batchers.stop(), COMPONENT_STOP_TIMEOUT)
         for component in reversed(started):
             try:
                 await asyncio.wait_for(component.stop(), COMPONENT_STOP_TIMEOUT)

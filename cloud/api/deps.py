@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cloud.auth.service import authenticate_device, authenticate_user, require_role
 from cloud.auth.token_cache import TokenCache
 from cloud.captures.storage import SnapshotStore
+from cloud.captures.upload_batches import UploadBatchers
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import DEVICE_ID
@@ -47,6 +48,10 @@ async def get_trigger_batcher(request: Request) -> ManualTriggerBatcher:
     return request.app.state.trigger_batcher
 
 
+async def get_upload_batchers(request: Request) -> UploadBatchers:
+    return request.app.state.upload_batchers
+
+
 async def get_stream_opener(request: Request) -> StreamOpener:
     return request.app.state.stream_opener
 
@@ -64,6 +69,7 @@ TokenCacheDep = Annotated[TokenCache, Depends(get_token_cache)]
 HubDep = Annotated[CommandHub, Depends(get_hub)]
 TriggerBatcherDep = Annotated[ManualTriggerBatcher, Depends(get_trigger_batcher)]
 StreamOpenerDep = Annotated[StreamOpener, Depends(get_stream_opener)]
+UploadBatchersDep = Annotated[UploadBatchers, Depends(get_upload_batchers)]
 StoreDep = Annotated[SnapshotStore, Depends(get_snapshot_store)]
 SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

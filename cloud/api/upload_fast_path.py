@@ -28,7 +28,12 @@ async def serve_upload(app: FastAPI, scope: Scope, receive: Receive, send: Send)
 
     async def respond() -> Response:
         return await accept_upload(
-            request, token, state.settings, state.session_factory, state.snapshot_store
+            request,
+            token,
+            state.settings,
+            state.session_factory,
+            state.upload_batchers,
+            state.snapshot_store,
         )
 
     await answer(respond, ROUTE, scope, receive, send)

@@ -1,25 +1,27 @@
-"""Capture ingest: one transaction stores the capture and closes its trigger."""
+"""Capture ingest: the upload admitted, its snapshot written, its row stored once."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.alerts.rules import cooldown_of, raise_detection_alerts
-from cloud.auth.device_admission import authenticate_and_count
+from cloud.auth.service import checked_secret
 from cloud.captures.evaluation import EvaluationError, evaluate
 from cloud.captures.images import ImageInfo
 from cloud.captures.metadata import CaptureMetadata
-from cloud.captures.quiet_insert import insert_unless_alerting
+from cloud.captures.quiet_insert import CaptureRow, insert_unless_alerting
 from cloud.captures.storage import SnapshotStore, snapshot_key
+from cloud.captures.upload_batches import UploadAdmissions, UploadAsk, UploadBatchers
 from cloud.captures.upload_checks import (
-    UPLOAD_LOOKUPS,
     IngestResult,
     lock_trigger,
     looked_up_repeat,
@@ -28,23 +30,15 @@ from cloud.captures.upload_checks import (
     trigger_verdict,
 )
 from cloud.core.config import Settings
-from cloud.core.db import bound_engine, driver_statements, pooled_driver
+from cloud.core.db import driver_statements
 from cloud.core.errors import ApiError
-from cloud.core.ids import new_record_id
-from cloud.events.notify import EventKind, bounded_payload
-from cloud.limits.counters import Limit
+from cloud.core.ids import DEVICE_ID, new_record_id
+from cloud.core.security import DEVICE_KEY_PREFIX, hash_secret
+from cloud.events.notify import EVENTS_CHANNEL, EventKind, bounded_payload
 from cloud.metrics import registry as metrics
-from cloud.models import (
-    Device,
-    EvaluationStatus,
-    TriggerType,
-)
+from cloud.models import Device, EvaluationStatus, TriggerType
 
 logger = logging.getLogger(__name__)
-
-
-def upload_limit(settings: Settings) -> Limit:
-    return Limit("uploads", settings.uploads_per_device_per_minute, 60)
 
 
 def evaluation_of(
@@ -91,31 +85,32 @@ async def _discard_snapshot(store: SnapshotStore, key: str) -> None:
 
 
 async def _admit(
-    engine: AsyncEngine, settings: Settings, device_key: str | None, metadata: CaptureMetadata
+    admissions: UploadAdmissions,
+    settings: Settings,
+    device_key: str | None,
+    metadata: CaptureMetadata,
 ) -> Device | IngestResult:
-    """Authenticate, count the upload, find a repeat and check its trigger: one statement."""
-    async with pooled_driver(engine) as driver:
-        device, row = await authenticate_and_count(
-            driver,
-            settings,
-            metadata.device_id,
-            device_key,
-            upload_limit(settings),
-            "too many uploads from this device",
-            UPLOAD_LOOKUPS,
-            (metadata.capture_id, metadata.trigger_id),
-        )
-    if (previous := looked_up_repeat(row)) is not None:
+    """Authenticate, count the upload, find a repeat and check its trigger: one statement,
+    shared with the uploads admitted at the same time."""
+    if not DEVICE_ID.match(metadata.device_id):
+        raise ApiError(404, "device not found")
+    key_hash = hash_secret(checked_secret(device_key, DEVICE_KEY_PREFIX), settings.secret_key)
+    ask = UploadAsk(metadata.device_id, key_hash, metadata.capture_id, metadata.trigger_id)
+    admission = await admissions.submit(ask)
+    if isinstance(admission.answer, ApiError):
+        raise admission.answer
+    if (previous := looked_up_repeat(admission.row)) is not None:
         return previous
     if metadata.trigger_id is not None:
-        checked = trigger_verdict(device.device_id, looked_up_trigger(row))
+        checked = trigger_verdict(metadata.device_id, looked_up_trigger(admission.row))
         if checked is not None:
             return checked
-    return device
+    return admission.answer
 
 
 async def ingest_capture(
     session_factory: async_sessionmaker[AsyncSession],
+    batchers: UploadBatchers,
     store: SnapshotStore,
     settings: Settings,
     device_key: str | None,
@@ -128,13 +123,13 @@ async def ingest_capture(
     Order: admit (one statement), evaluate and write the snapshot with no connection and no
     lock held, then store the row: in one statement when it raises no alert and its trigger
     is still open (quiet_insert), else in a transaction that locks the trigger, inserts and
-    raises the alerts. The file is deleted only when its row certainly does not exist (a
-    refusal, or a failure before anything was sent or committed); a failed COMMIT or a lost
-    answer to the one statement may have stored it, so that file is left for the orphan sweep
-    in retention.
+    raises the alerts. Both statements are shared with the uploads under way at the same time
+    (upload_batches.py). The file is deleted only when its row certainly does not exist (a
+    refusal, or a failure before the transaction committed); a failed COMMIT, or a failed or
+    abandoned wait for the one statement, may have stored it, so that file is left for the
+    orphan sweep in retention.
     """
-    engine = bound_engine(session_factory)
-    admitted = await _admit(engine, settings, device_key, metadata)
+    admitted = await _admit(batchers.admissions, settings, device_key, metadata)
     if isinstance(admitted, IngestResult):
         return admitted
     device = admitted
@@ -154,26 +149,6 @@ async def ingest_capture(
         await _discard_snapshot(store, key)
         raise
     evaluation_status, evaluation_result = stored.evaluation_status, stored.evaluation_result
-    values = {
-        "record_id": record_id,
-        "device_id": device.device_id,
-        "captured_at": metadata.captured_at,
-        "received_at": now,
-        "trigger_id": metadata.trigger_id,
-        "trigger_type": TriggerType.EVENT,
-        "trigger_label": metadata.trigger_label,
-        "evaluation_status": evaluation_status,
-        "evaluation_result": evaluation_result,
-        "metadata": metadata.metadata,  # the column's name (attribute capture_metadata)
-        "detections": detections,
-        "snapshot_key": key,
-        "content_type": info.content_type,
-        "size_bytes": len(image),
-        "width": info.width,
-        "height": info.height,
-        "sha256": stored.sha256,
-        "client_capture_id": metadata.capture_id,
-    }
     event = bounded_payload(
         device.org_id,
         EventKind.CAPTURE,
@@ -183,21 +158,40 @@ async def ingest_capture(
         alert=bool(evaluation_result.get("alert")),
     )
     names, since = cooldown_of(device, evaluation_result, now)
-    sent = False
+    row = CaptureRow(
+        record_id=record_id,
+        device_id=device.device_id,
+        captured_at=metadata.captured_at,
+        received_at=now,
+        trigger_id=metadata.trigger_id,
+        trigger_type=TriggerType.EVENT,
+        trigger_label=metadata.trigger_label,
+        evaluation_status=evaluation_status,
+        evaluation_result=json.dumps(evaluation_result),
+        metadata=json.dumps(metadata.metadata),
+        detections=json.dumps(detections),
+        snapshot_key=key,
+        content_type=info.content_type,
+        size_bytes=len(image),
+        width=info.width,
+        height=info.height,
+        sha256=stored.sha256,
+        client_capture_id=metadata.capture_id,
+        matched_rules=json.dumps(names),
+        cooldown_since=since,
+        event=event,
+    )
     try:
-        async with pooled_driver(engine) as driver:
-            sent = True
-            stored_quietly = await insert_unless_alerting(driver, values, names, since, event)
+        stored_quietly = await batchers.rows.submit(row)
+    except asyncpg.IntegrityConstraintViolationError:
+        stored_quietly = False  # refused: the transaction finds out why
     except BaseException:
-        if not sent:  # no connection: nothing was stored
-            await asyncio.shield(_discard_snapshot(store, key))
-        else:
-            logger.warning("capture %s may be stored; its file %s is left", record_id, key)
+        logger.warning("capture %s may be stored; its file %s is left", record_id, key)
         raise
     if not stored_quietly:
         async with session_factory() as session:
             result = await _store_in_transaction(
-                session, store, device, metadata, values, event, detections, info, now
+                session, store, device, metadata, row, evaluation_result, detections, info, now
             )
         if result is not None:
             return result
@@ -217,17 +211,17 @@ async def _store_in_transaction(
     store: SnapshotStore,
     device: Device,
     metadata: CaptureMetadata,
-    values: dict[str, Any],
-    event: str,
+    row: CaptureRow,
+    evaluation_result: dict[str, Any],
     detections: list[dict[str, Any]],
     info: ImageInfo,
     now: datetime,
 ) -> IngestResult | None:
     """The upload the one statement did not store: its trigger locked and judged, the capture
     inserted with its alerts, committed; None when stored, else the earlier upload's result."""
-    record_id, key = values["record_id"], values["snapshot_key"]
+    record_id, key = row.record_id, row.snapshot_key
     try:
-        result = await _insert(session, device.device_id, metadata, values, event)
+        result = await _insert(session, device.device_id, metadata, row)
     except BaseException:
         await asyncio.shield(_discard_snapshot(store, key))  # nothing was committed
         raise
@@ -235,7 +229,6 @@ async def _store_in_transaction(
         await session.rollback()
         await _discard_snapshot(store, key)
         return result
-    evaluation_result = values["evaluation_result"]
     if evaluation_result.get("alert"):
         # Same transaction: the alert and its outbox rows exist iff the capture does.
         await raise_detection_alerts(
@@ -256,22 +249,22 @@ async def _store_in_transaction(
 
 
 async def _insert(
-    session: AsyncSession,
-    device_id: str,
-    metadata: CaptureMetadata,
-    values: dict[str, Any],
-    event: str,
+    session: AsyncSession, device_id: str, metadata: CaptureMetadata, row: CaptureRow
 ) -> IngestResult | None:
-    """Lock the trigger, then insert the capture (and close the trigger) and announce `event`
-    in this transaction with quiet_insert's statement, no rule left for it to check; None when
-    inserted."""
+    """Lock the trigger, then insert the capture (and close the trigger) and announce its
+    event in this transaction with quiet_insert's statement, no rule left for it to check;
+    None when inserted."""
     if metadata.trigger_id is not None:
         checked = await lock_trigger(session, device_id, metadata.trigger_id)
         if checked is not None:
             return checked
-    async with driver_statements(await session.connection()) as driver:
-        if await insert_unless_alerting(driver, values, [], values["received_at"], event):
-            return None
+    try:
+        async with driver_statements(await session.connection()) as driver:
+            unchecked = replace(row, matched_rules="[]")
+            if (await insert_unless_alerting(driver, [unchecked], EVENTS_CHANNEL))[0]:
+                return None
+    except asyncpg.IntegrityConstraintViolationError:
+        pass
     # Refused, with no savepoint (two round trips per upload): the aborted transaction holds
     # only the trigger lock, so it is rolled back and the winner read afresh.
     await session.rollback()

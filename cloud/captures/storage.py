@@ -20,8 +20,7 @@ from cloud.core.ids import DEVICE_ID, DEVICE_ID_PATTERN, RECORD_ID
 logger = logging.getLogger(__name__)
 
 _KEY = re.compile(DEVICE_ID_PATTERN[1:-1] + r"/\d{4}/\d{2}/\d{2}/cap_[0-9a-f]{32}\.(jpg|png)")
-TEMP_PREFIX = ".tmp-"  # a snapshot being written; renamed into place once fsynced
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 S3_CONNECT_TIMEOUT = 5.0  # seconds
 S3_READ_TIMEOUT = 30.0  # seconds
 
@@ -61,7 +60,14 @@ class SnapshotStore(Protocol):
 
 
 class FilesystemStore:
-    """Files under one root; written to a temp file, fsynced, then renamed into place."""
+    """Files under one root, each written once under its key and fsynced before `put` returns.
+
+    No temp file and rename: a snapshot's row is stored only after `put` returned, so a file
+    cut short by a crash is named by no row and retention's orphan sweep removes it (a temp
+    file was never swept). Each os call releases the GIL once: no buffered file object, two
+    calls fewer than write-then-rename (docs/performance.md). A key is never written twice
+    (a fresh record id each, and its bytes are served as immutable), so an existing file is
+    refused, not replaced."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -73,22 +79,23 @@ class FilesystemStore:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self._path(key)
-        # Keys are unique (a fresh record id each), so is the temp name: no mkstemp retries.
-        temp = path.with_name(TEMP_PREFIX + path.name)
         try:
-            descriptor = os.open(temp, _CREATE, 0o600)
+            descriptor = os.open(path, _CREATE, 0o600)
         except FileNotFoundError:  # the day's first snapshot of this device
             path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(temp, _CREATE, 0o600)
+            descriptor = os.open(path, _CREATE, 0o600)
         try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
+            written = os.write(descriptor, data)
+            if written < len(data):
+                with memoryview(data) as rest:
+                    while written < len(data):
+                        written += os.write(descriptor, rest[written:])
+            os.fsync(descriptor)
         except BaseException:
-            temp.unlink(missing_ok=True)
+            os.close(descriptor)
+            path.unlink(missing_ok=True)
             raise
+        os.close(descriptor)
 
     def get(self, key: str) -> bytes:
         try:
@@ -103,7 +110,7 @@ class FilesystemStore:
         return str(self._path(key))
 
     def keys_older_than(self, seconds: float) -> Iterator[str]:
-        """Keys of snapshots written more than `seconds` ago (temp files skipped)."""
+        """Keys of snapshots written more than `seconds` ago."""
         cutoff = time.time() - seconds
         if not self.root.exists():
             return

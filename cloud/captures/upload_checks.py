@@ -88,16 +88,18 @@ async def lock_trigger(
 
 # Read in the admission's statement: the record an earlier try of this upload stored (same
 # capture id) and the trigger it names, unlocked (a repeat or a refused trigger then costs no
-# snapshot write). $6: capture id, $7: trigger id (NULL: none).
+# snapshot write). Per upload: its capture id and trigger id (NULL: none).
 UPLOAD_LOOKUPS = AdmissionLookups(
+    arrays=(("capture_id", "text"), ("trigger_id", "text")),
     columns=""",
         p.record_id AS previous_id, p.evaluation_status AS previous_status,
         t.device_id AS trigger_device_id, t.status AS trigger_status,
         t.capture_id AS trigger_capture_id, tc.evaluation_status AS trigger_capture_status""",
     joins="""
-        LEFT JOIN captures AS p ON p.device_id = d.device_id AND p.client_capture_id = $6
-        LEFT JOIN scheduled_triggers AS t ON t.trigger_id = $7
-        LEFT JOIN captures AS tc ON tc.record_id = t.capture_id""",
+    LEFT JOIN captures AS p
+        ON p.device_id = d.device_id AND p.client_capture_id = asked.capture_id
+    LEFT JOIN scheduled_triggers AS t ON t.trigger_id = asked.trigger_id
+    LEFT JOIN captures AS tc ON tc.record_id = t.capture_id""",
 )
 
 

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=50_000_000, ge=1)
     uploads_per_device_per_minute: int = Field(default=120, ge=1)
+    # An upload's admission and its row are each stored in batches (cloud/captures/
+    # upload_batches.py): at most this many statements of each at once, each for at most this
+    # many uploads.
+    upload_batch_connections: int = Field(default=2, ge=1)
+    upload_batch_max: int = Field(default=64, ge=1)
     # Login attempts (failed ones and those in flight) per window, per account and per address.
     login_attempts_per_account: int = Field(default=10, ge=1)
     login_attempts_per_address: int = Field(default=100, ge=1)

@@ -106,13 +106,16 @@ class StreamOpener:
         try:
             async with self._sessions() as session:
                 async with driver_statements(await session.connection()) as driver:
-                    answers = await authenticate_and_count_many(
+                    admissions = await authenticate_and_count_many(
                         driver,
-                        self._settings,
                         [(request.device_id, request.key_hash) for request in batch],
                         self._limit,
                         REFUSAL,
                     )
+                answers = {
+                    request.device_id: admission.answer
+                    for request, admission in zip(batch, admissions, strict=True)
+                }
                 devices = [a for a in answers.values() if isinstance(a, Device)]
                 for device in devices:
                     streams[device.device_id] = self._hub.open_stream(

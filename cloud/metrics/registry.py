@@ -35,6 +35,14 @@ MANUAL_TRIGGER_BATCH = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
     registry=REGISTRY,
 )
+UPLOAD_BATCH = Histogram(
+    "visant_upload_batch_size",
+    "Uploads served by one statement, by statement (admission: key, count and lookups; row: "
+    "the capture stored); more than one: uploads waited.",
+    ["statement"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    registry=REGISTRY,
+)
 STREAMS_OPENED = Counter(
     "visant_streams_opened", "Device streams opened on this instance.", registry=REGISTRY
 )

@@ -71,12 +71,15 @@ def test_filesystem_store_refuses_foreign_keys(tmp_path: Path, key: str) -> None
     assert list(tmp_path.rglob("*")) == []
 
 
-def test_filesystem_store_round_trip_leaves_no_temp_files(tmp_path: Path) -> None:
+def test_filesystem_store_writes_a_key_once_and_no_other_file(tmp_path: Path) -> None:
+    """A snapshot is immutable once stored (its ETag is its hash): a second write of its key
+    is refused and changes nothing; a write leaves no file beside the snapshot's own."""
     store = FilesystemStore(tmp_path / "snapshots")
     key = snapshot_key("CAM", RECORD, DAY, "jpg")
     store.put(key, b"first", "image/jpeg")
-    store.put(key, b"second", "image/jpeg")  # replaced atomically, never half-written
-    assert store.get(key) == b"second"
+    with pytest.raises(FileExistsError):
+        store.put(key, b"second", "image/jpeg")
+    assert store.get(key) == b"first"
     assert Path(store.url_or_path(key)) == tmp_path / "snapshots" / key
     assert [p.name for p in (tmp_path / "snapshots").rglob("*") if p.is_file()] == [f"{RECORD}.jpg"]
     store.delete(key)

@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.core import batching
 from cloud.core.config import Settings
 from cloud.core.db import create_engine_for
 from cloud.core.errors import ApiError
 from cloud.models import AuditEntry, Trigger
-from cloud.triggers import batcher as batcher_module
 from cloud.triggers.batcher import ManualTriggerBatcher
 from cloud.triggers.manual import manual_trigger_batcher, request_manual_trigger
 from tests.support.factories import Factory, UserWithToken
@@ -151,7 +151,7 @@ def test_requests_one_after_another_reuse_the_lane_connection_until_it_idles(
 ) -> None:
     """A lane keeps its pooled connection while requests keep coming (a checkout per
     statement was most of the batcher's CPU at a low rate) and gives it back once idle."""
-    monkeypatch.setattr(batcher_module, "LANE_IDLE_SECONDS", 5.0)  # far above a loop turn
+    monkeypatch.setattr(batching, "LANE_IDLE_SECONDS", 5.0)  # far above a loop turn
     settings = settings.model_copy(update={"manual_trigger_batch_connections": 1})
     user = factory.user()
     devices = [factory.device(org_id=user.org_id).device_id for _ in range(5)]

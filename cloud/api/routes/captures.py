@@ -16,6 +16,7 @@ from cloud.api.deps import (
     SessionFactoryDep,
     SettingsDep,
     StoreDep,
+    UploadBatchersDep,
 )
 from cloud.api.schemas.captures import CaptureAccepted, CaptureList, CaptureOut
 from cloud.api.schemas.errors import responses
@@ -27,6 +28,7 @@ from cloud.captures.ingest import ingest_capture
 from cloud.captures.metadata import CAPTURE_ID_PATTERN
 from cloud.captures.queries import MAX_PAGE, CaptureFilter, list_captures, org_capture
 from cloud.captures.storage import SnapshotStore
+from cloud.captures.upload_batches import UploadBatchers
 from cloud.core.config import Settings
 from cloud.core.errors import ApiError
 from cloud.core.ids import DEVICE_ID_PATTERN
@@ -49,10 +51,11 @@ async def upload_capture(
     token: BearerToken,
     settings: SettingsDep,
     session_factory: SessionFactoryDep,
+    batchers: UploadBatchersDep,
     store: StoreDep,
 ) -> JSONResponse:
     """Store a snapshot with its detections; closes its trigger. Multipart or JSON body."""
-    return await accept_upload(request, token, settings, session_factory, store)
+    return await accept_upload(request, token, settings, session_factory, batchers, store)
 
 
 async def accept_upload(
@@ -60,6 +63,7 @@ async def accept_upload(
     token: str | None,
     settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
+    batchers: UploadBatchers,
     store: SnapshotStore,
 ) -> JSONResponse:
     """The upload route's work (also served in front of FastAPI: cloud/api/upload_fast_path.py):
@@ -77,7 +81,7 @@ async def accept_upload(
             raise ApiError(422, "Idempotency-Key must match " + CAPTURE_ID_PATTERN)
         metadata = metadata.model_copy(update={"capture_id": idempotency_key})
     result = await ingest_capture(
-        session_factory, store, settings, token, metadata, upload.image, info
+        session_factory, batchers, store, settings, token, metadata, upload.image, info
     )
     body = CaptureAccepted(record_id=result.record_id, evaluation_status=result.evaluation_status)
     return JSONResponse(body.model_dump(mode="json"), status_code=201 if result.created else 200)
