@@ -1,19 +1,22 @@
 """Snapshot store: filesystem by default, S3-compatible optional; keys from validated ids only.
 
-Every method blocks (disk or network); async callers run them with `asyncio.to_thread`.
+Every method but `save` blocks (disk or network); async callers run them with
+`asyncio.to_thread`, and store an upload's snapshot with `save`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from cloud.captures.grouped_writes import GroupedWrites
 from cloud.core.config import Settings, StorageBackend
 from cloud.core.ids import DEVICE_ID, DEVICE_ID_PATTERN, RECORD_ID
 
@@ -50,6 +53,10 @@ class SnapshotStore(Protocol):
 
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
+    async def save(self, key: str, data: bytes, content_type: str) -> None:
+        """`put` without blocking the event loop."""
+        ...
+
     def get(self, key: str) -> bytes: ...
 
     def delete(self, key: str) -> None: ...
@@ -64,13 +71,15 @@ class FilesystemStore:
 
     No temp file and rename: a snapshot's row is stored only after `put` returned, so a file
     cut short by a crash is named by no row and retention's orphan sweep removes it (a temp
-    file was never swept). Each os call releases the GIL once: no buffered file object, two
-    calls fewer than write-then-rename (docs/performance.md). A key is never written twice
-    (a fresh record id each, and its bytes are served as immutable), so an existing file is
-    refused, not replaced."""
+    file was never swept). No buffered file object, two calls fewer than write-then-rename
+    (docs/performance.md). A key is never written twice (a fresh record id each, and its
+    bytes are served as immutable), so an existing file is refused, not replaced. `save`
+    writes on a thread of the store's own, grouping the writes that wait (grouped_writes.py).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self._writes = GroupedWrites(self.put_many, "snapshot-writes")
 
     def _path(self, key: str) -> Path:
         # The key's shape (checked) has no "..", no leading "/" and no other separators than
@@ -78,24 +87,35 @@ class FilesystemStore:
         return self.root / check_key(key)
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
-        path = self._path(key)
-        try:
-            descriptor = os.open(path, _CREATE, 0o600)
-        except FileNotFoundError:  # the day's first snapshot of this device
-            path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, _CREATE, 0o600)
-        try:
-            written = os.write(descriptor, data)
-            if written < len(data):
-                with memoryview(data) as rest:
-                    while written < len(data):
-                        written += os.write(descriptor, rest[written:])
-            os.fsync(descriptor)
-        except BaseException:
-            os.close(descriptor)
-            path.unlink(missing_ok=True)
-            raise
-        os.close(descriptor)
+        error = self.put_many([(key, data)])[0]
+        if error is not None:
+            raise error
+
+    async def save(self, key: str, data: bytes, content_type: str) -> None:
+        await self._writes.write((key, data))
+
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> list[BaseException | None]:
+        """Write each (key, data), then fsync each: durable when this returns, the error of
+        each item that failed (its file removed) or None. Written first and synced after, a
+        group's files share the file system's journal commit (ext4 commits the data of every
+        file written before the first fsync with it): the later fsyncs find little to do."""
+        errors: list[BaseException | None] = [None] * len(items)
+        written: list[tuple[int, int, Path]] = []
+        for index, (key, data) in enumerate(items):
+            try:
+                path = self._path(key)
+                written.append((index, _write_new(path, data), path))
+            except Exception as exc:  # noqa: BLE001 - reaches only this item's upload
+                errors[index] = exc
+        for index, descriptor, path in written:
+            try:
+                os.fsync(descriptor)
+            except Exception as exc:  # noqa: BLE001 - reaches only this item's upload
+                errors[index] = exc
+                path.unlink(missing_ok=True)
+            finally:
+                os.close(descriptor)
+        return errors
 
     def get(self, key: str) -> bytes:
         try:
@@ -123,6 +143,26 @@ class FilesystemStore:
                 continue
 
 
+def _write_new(path: Path, data: bytes) -> int:
+    """The descriptor of a new file at `path` holding `data`, not yet synced."""
+    try:
+        descriptor = os.open(path, _CREATE, 0o600)
+    except FileNotFoundError:  # the day's first snapshot of this device
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, _CREATE, 0o600)
+    try:
+        written = os.write(descriptor, data)
+        if written < len(data):
+            with memoryview(data) as rest:
+                while written < len(data):
+                    written += os.write(descriptor, rest[written:])
+    except BaseException:
+        os.close(descriptor)
+        path.unlink(missing_ok=True)
+        raise
+    return descriptor
+
+
 class S3Store:
     """An S3-compatible bucket through boto3 (installed separately: `pip install boto3`)."""
 
@@ -141,6 +181,9 @@ class S3Store:
         self._client.put_object(
             Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type
         )
+
+    async def save(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self.put, key, data, content_type)
 
     def get(self, key: str) -> bytes:
         try:

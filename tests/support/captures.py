@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
@@ -118,6 +119,9 @@ class ActsOnFirstPut:
         if not self.acted:
             self.acted = True
             self.action()
+
+    async def save(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self.put, key, data, content_type)
 
     def get(self, key: str) -> bytes:
         return self.inner.get(key)

@@ -1,0 +1,82 @@
+"""Blocking writes done on a thread of their own, in groups: one thread hop per group.
+
+`asyncio.to_thread` per snapshot cost each upload a hand-over to a pool thread, a wake-up of
+the event loop and the GIL passed back and forth around every call the thread made; at 32
+uploads in flight that was ~0.2-0.3 ms of server CPU per upload (docs/performance.md). Here
+the writes submitted while a group is on the thread wait and go together in the next one: one
+hand-over and one wake-up per group, and the group's fsyncs can share the file system's
+journal commit (FilesystemStore.put_many). A lone write goes at once, as a group of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+ItemT = TypeVar("ItemT")
+
+MAX_GROUP = 64  # items per group: bounds how long the last of them waits for the first
+
+
+class GroupedWrites(Generic[ItemT]):
+    """Runs `write_group` (blocking; an error or None per item) on one thread of its own."""
+
+    def __init__(
+        self,
+        write_group: Callable[[Sequence[ItemT]], list[BaseException | None]],
+        thread_name: str,
+    ) -> None:
+        self._write_group = write_group
+        self._thread_name = thread_name
+        self._executor: ThreadPoolExecutor | None = None
+        self._waiting: list[tuple[ItemT, asyncio.Future[None]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def write(self, item: ItemT) -> None:
+        """Write `item` (done when this returns); raises what its write raised. A cancelled
+        caller stops waiting, not the write."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((item, future))
+        drainer = self._drainer
+        if drainer is None or drainer.done() or drainer.get_loop() is not loop:
+            self._drainer = loop.create_task(self._drain(), name=self._thread_name)
+        await future
+
+    def close(self) -> None:
+        """Let the thread go once its group is written; a later write starts a new one."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            group = self._waiting[:MAX_GROUP]
+            del self._waiting[:MAX_GROUP]
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix=self._thread_name)
+            items = [item for item, _ in group]
+            try:
+                errors = await loop.run_in_executor(self._executor, self._write_group, items)
+            except Exception as exc:  # noqa: BLE001 - the thread could not run the group
+                errors = [exc] * len(group)
+            except BaseException:  # this task cancelled (the loop is closing)
+                for _, future in group:
+                    future.cancel()
+                raise
+            _settle_all(group, errors)
+
+
+def _settle_all(
+    group: list[tuple[ItemT, asyncio.Future[None]]], errors: Sequence[BaseException | None]
+) -> None:
+    for (_, future), error in zip(group, errors, strict=True):
+        if future.done():  # its caller was cancelled
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
