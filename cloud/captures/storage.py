@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 _KEY = re.compile(DEVICE_ID_PATTERN[1:-1] + r"/\d{4}/\d{2}/\d{2}/cap_[0-9a-f]{32}\.(jpg|png)")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+WRITE_THREADS = int(os.environ.get("X_WT", "4"))  # snapshot groups written at once (grouped_writes.py has the measurements)
 S3_CONNECT_TIMEOUT = 5.0  # seconds
 S3_READ_TIMEOUT = 30.0  # seconds
 
@@ -79,7 +80,7 @@ class FilesystemStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self._writes = GroupedWrites(self.put_many, "snapshot-writes")
+        self._writes = GroupedWrites(self.put_many, WRITE_THREADS, "snapshot-writes")
 
     def _path(self, key: str) -> Path:
         # The key's shape (checked) has no "..", no leading "/" and no other separators than

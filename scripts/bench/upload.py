@@ -252,7 +252,8 @@ async def bench(args: argparse.Namespace) -> int:
     finally:
         if server:
             server.close()
-    floor = await measure_floor(builder, devices, args)
+    floor = await measure_floor(builder, devices, args, durable=False)
+    durable_floor = await measure_floor(builder, devices, args, durable=True)
     multipart, as_json = results
     ours_cpu = multipart["cpu_ms_per_upload"].get("server")
     report = {
@@ -261,6 +262,8 @@ async def bench(args: argparse.Namespace) -> int:
         "ratio": round(multipart["uploads_per_s"] / floor["uploads_per_s"], 2),
         "server_cpu_ms_per_upload": ours_cpu,
         "floor_server_cpu_ms_per_upload": floor["cpu_ms_per_upload"]["server"],
+        "durable_floor_uploads_per_s": durable_floor["uploads_per_s"],
+        "durable_ratio": round(multipart["uploads_per_s"] / durable_floor["uploads_per_s"], 2),
         "postgres_cpu_ms_per_upload": multipart["cpu_ms_per_upload"].get("postgres"),
         "image_bytes": len(image),
         "concurrency": args.concurrency,
@@ -269,6 +272,7 @@ async def bench(args: argparse.Namespace) -> int:
         "cpus": os.cpu_count(),
         "results": results,
         "floor": floor,
+        "durable_floor": durable_floor,
         "multipart_over_json_uploads_per_s": round(
             multipart["uploads_per_s"] / as_json["uploads_per_s"], 2
         ),
@@ -280,7 +284,7 @@ async def bench(args: argparse.Namespace) -> int:
         if args.triggers:
             report["triggers_executed_ok"] = executed == expected
     if not args.json:
-        for row in (*results, floor):
+        for row in (*results, floor, durable_floor):
             cpu = row["cpu_ms_per_upload"]
             print(
                 f"{row['format']:>15}: {row['uploads_per_s']:7.1f} uploads/s  "
@@ -292,15 +296,23 @@ async def bench(args: argparse.Namespace) -> int:
             f" uploads/s = ratio {report['ratio']} (goal >= 0.6); server CPU "
             f"{ours_cpu} ms/upload (goal <= 2, floor {report['floor_server_cpu_ms_per_upload']})"
         )
+        print(
+            f"multipart ours/durable floor (fsync per file): {report['uploads_per_s']} / "
+            f"{report['durable_floor_uploads_per_s']} uploads/s = ratio {report['durable_ratio']}"
+        )
     print(json.dumps(report))
     return 0
 
 
 async def measure_floor(
-    builder: RequestBuilder, devices: list[tuple[str, str]], args: argparse.Namespace
+    builder: RequestBuilder,
+    devices: list[tuple[str, str]],
+    args: argparse.Namespace,
+    durable: bool,
 ) -> dict:
-    """The same client and multipart bodies against scripts/bench/upload_floor.py."""
-    floor = FloorServer()
+    """The same client and multipart bodies against scripts/bench/upload_floor.py (`durable`:
+    with --fsync)."""
+    floor = FloorServer(durable)
     try:
 
         def request(index: int) -> list[bytes]:
@@ -308,7 +320,8 @@ async def measure_floor(
             return builder.build(key, device_id, "multipart", None)
 
         await run_phase("127.0.0.1", floor.port, request, WARMUP, args.concurrency, Phase("w"))
-        phase = Phase("floor multipart", image_bytes=len(builder.image))
+        name = "durable floor" if durable else "floor multipart"
+        phase = Phase(name, image_bytes=len(builder.image))
         phase.wire_bytes = sum(map(len, request(0)))
         before = floor.cpu_seconds()
         await run_phase("127.0.0.1", floor.port, request, args.count, args.concurrency, phase)

@@ -1,6 +1,6 @@
 """The upload benchmark's floor: a bare Starlette endpoint doing the least an upload needs.
 
-    python -m scripts.bench.upload_floor --port 18200 --data-dir /tmp/floor
+    python -m scripts.bench.upload_floor --port 18200 --data-dir /tmp/floor [--fsync]
 
 `POST /v1/captures` parses the same multipart body with Starlette's own form parser, reads
 the metadata part as JSON and the image part as bytes, writes the image to a file under
@@ -8,11 +8,16 @@ the metadata part as JSON and the image part as bytes, writes the image to a fil
 database, no auth, no validation, no evaluation: whatever the cloud costs above this is ours,
 which scripts/bench/upload.py prints as a ratio. Same uvicorn (uvloop, httptools) and GC
 tuning as the cloud.
+
+With --fsync (the durable floor) the file is written and fsynced on a worker thread before
+the answer, as the cloud must before it stores a snapshot's row: the least a durable upload
+costs on this machine's disk, printed beside the floor.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import os
@@ -38,7 +43,14 @@ from scripts.bench.server import PROJECT_ROOT, START_TIMEOUT, free_port
 _ids = itertools.count()
 
 
-def build_app(data_dir: Path) -> Starlette:
+def _write_durably(path: Path, data: bytes) -> None:
+    with path.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def build_app(data_dir: Path, durable: bool = False) -> Starlette:
     async def upload(request: Request) -> JSONResponse:
         form = await request.form(max_files=1, max_fields=4)
         try:
@@ -49,7 +61,11 @@ def build_app(data_dir: Path) -> Starlette:
         finally:
             await form.close()
         record_id = f"cap_floor{os.getpid()}_{next(_ids)}"
-        (data_dir / f"{metadata['device_id']}_{record_id}.jpg").write_bytes(image)
+        path = data_dir / f"{metadata['device_id']}_{record_id}.jpg"
+        if durable:
+            await asyncio.to_thread(_write_durably, path, image)
+        else:
+            path.write_bytes(image)
         return JSONResponse({"record_id": record_id, "evaluation_status": "none"}, 201)
 
     async def health(_: Request) -> JSONResponse:
@@ -63,12 +79,13 @@ def build_app(data_dir: Path) -> Starlette:
 class FloorServer:
     """This module as a child process on a free port, with its own temporary data dir."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="visant-bench-upload-floor-"))
         self.port = free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "scripts.bench.upload_floor", "--port", str(self.port)]
-            + ["--data-dir", str(self.root)],
+            + ["--data-dir", str(self.root)]
+            + (["--fsync"] if durable else []),
             cwd=PROJECT_ROOT,
             stdout=sys.stderr,
             stderr=subprocess.STDOUT,
@@ -98,12 +115,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--fsync", action="store_true", help="fsync each file (durable floor)")
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     raise_open_file_limit()
     tune_garbage_collector()
     uvicorn.run(
-        build_app(args.data_dir),
+        build_app(args.data_dir, args.fsync),
         host="127.0.0.1",
         port=args.port,
         log_level="warning",
