@@ -19,17 +19,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
-MAX_GROUP = int(__import__("os").environ.get("X_MG", "64"))  # items per group: bounds how long the last of them waits for the first
+MAX_GROUP = 64  # items per group: bounds how long the last of them waits for the first
 
 
-class GroupedWrites(Generic[ItemT]):
-    """Runs `write_group` (blocking; an error or None per item) on up to `threads` threads of
-    its own, a group each."""
+class GroupedWrites(Generic[ItemT, ResultT]):
+    """Runs `write_group` (blocking; a result or the error raised, per item) on up to
+    `threads` threads of its own, a group each."""
 
     def __init__(
         self,
-        write_group: Callable[[Sequence[ItemT]], list[BaseException | None]],
+        write_group: Callable[[Sequence[ItemT]], list[ResultT | BaseException]],
         threads: int,
         thread_name: str,
     ) -> None:
@@ -37,19 +38,19 @@ class GroupedWrites(Generic[ItemT]):
         self._threads = threads
         self._thread_name = thread_name
         self._executor: ThreadPoolExecutor | None = None
-        self._waiting: list[tuple[ItemT, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
         self._drainers: set[asyncio.Task[None]] = set()
 
-    async def write(self, item: ItemT) -> None:
-        """Write `item` (done when this returns); raises what its write raised. A cancelled
-        caller stops waiting, not the write."""
+    async def write(self, item: ItemT) -> ResultT:
+        """Write `item` (done when this returns): its result, or what its write raised. A
+        cancelled caller stops waiting, not the write."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[ResultT] = loop.create_future()
         self._waiting.append((item, future))
         self._drainers = {d for d in self._drainers if not d.done() and d.get_loop() is loop}
         if len(self._drainers) < self._threads:
             self._drainers.add(loop.create_task(self._drain(), name=self._thread_name))
-        await future
+        return await future
 
     def close(self) -> None:
         """Let the thread go once its group is written; a later write starts a new one."""
@@ -67,24 +68,19 @@ class GroupedWrites(Generic[ItemT]):
                     self._threads, thread_name_prefix=self._thread_name
                 )
             items = [item for item, _ in group]
+            results: Sequence[ResultT | BaseException]
             try:
-                errors = await loop.run_in_executor(self._executor, self._write_group, items)
+                results = await loop.run_in_executor(self._executor, self._write_group, items)
             except Exception as exc:  # noqa: BLE001 - the thread could not run the group
-                errors = [exc] * len(group)
+                results = [exc] * len(group)
             except BaseException:  # this task cancelled (the loop is closing)
                 for _, future in group:
                     future.cancel()
                 raise
-            _settle_all(group, errors)
-
-
-def _settle_all(
-    group: list[tuple[ItemT, asyncio.Future[None]]], errors: Sequence[BaseException | None]
-) -> None:
-    for (_, future), error in zip(group, errors, strict=True):
-        if future.done():  # its caller was cancelled
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
+            for (_, future), result in zip(group, results, strict=True):
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 from dataclasses import replace
@@ -114,15 +113,15 @@ async def ingest_capture(
     record_id = new_record_id()
     key = snapshot_key(device.device_id, record_id, now, info.format.extension)
     detections = [d.model_dump() for d in metadata.detections]
-    # Evaluated and hashed here (~0.1 ms): on the write's thread they cost more in passing
-    # the GIL back and forth than they took (docs/performance.md).
+    # Evaluated here (Python work, some tens of us): on the write's thread it cost more in
+    # passing the GIL back and forth than it took; the write hashes the bytes, which releases
+    # the GIL (docs/performance.md).
     evaluation_status, evaluation_result = evaluation_of(device, detections, info, now)
-    digest = hashlib.sha256(image).hexdigest()
     # Shielded: if this request is cancelled mid-write, the write still finishes and the
     # except below waits for it before deleting, so no file is left behind.
     write = asyncio.ensure_future(store.save(key, image, info.content_type))
     try:
-        await asyncio.shield(write)
+        digest = await asyncio.shield(write)
     except BaseException:
         await asyncio.wait([write])
         await _discard_snapshot(store, key)

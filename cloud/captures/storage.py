@@ -7,6 +7,7 @@ Every method but `save` blocks (disk or network); async callers run them with
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import re
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 _KEY = re.compile(DEVICE_ID_PATTERN[1:-1] + r"/\d{4}/\d{2}/\d{2}/cap_[0-9a-f]{32}\.(jpg|png)")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-WRITE_THREADS = int(os.environ.get("X_WT", "4"))  # snapshot groups written at once (grouped_writes.py has the measurements)
+WRITE_THREADS = 2  # snapshot groups written at once (grouped_writes.py has the measurements)
 S3_CONNECT_TIMEOUT = 5.0  # seconds
 S3_READ_TIMEOUT = 30.0  # seconds
 
@@ -54,8 +55,9 @@ class SnapshotStore(Protocol):
 
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
-    async def save(self, key: str, data: bytes, content_type: str) -> None:
-        """`put` without blocking the event loop."""
+    async def save(self, key: str, data: bytes, content_type: str) -> str:
+        """`put` without blocking the event loop; the bytes' sha256 (hex), hashed off the
+        loop too."""
         ...
 
     def get(self, key: str) -> bytes: ...
@@ -88,35 +90,36 @@ class FilesystemStore:
         return self.root / check_key(key)
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
-        error = self.put_many([(key, data)])[0]
-        if error is not None:
-            raise error
+        result = self.put_many([(key, data)])[0]
+        if isinstance(result, BaseException):
+            raise result
 
-    async def save(self, key: str, data: bytes, content_type: str) -> None:
-        await self._writes.write((key, data))
+    async def save(self, key: str, data: bytes, content_type: str) -> str:
+        return await self._writes.write((key, data))
 
-    def put_many(self, items: Sequence[tuple[str, bytes]]) -> list[BaseException | None]:
-        """Write each (key, data), then fsync each: durable when this returns, the error of
-        each item that failed (its file removed) or None. Written first and synced after, a
-        group's files share the file system's journal commit (ext4 commits the data of every
-        file written before the first fsync with it): the later fsyncs find little to do."""
-        errors: list[BaseException | None] = [None] * len(items)
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> list[str | BaseException]:
+        """Hash and write each (key, data), then fsync each: durable when this returns; each
+        item's sha256 (hex), or the error that failed it (its file removed). Written first and
+        synced after, a group's files can share the file system's journal commits."""
+        results: list[str | BaseException] = []
         written: list[tuple[int, int, Path]] = []
-        for index, (key, data) in enumerate(items):
+        for key, data in items:
             try:
                 path = self._path(key)
-                written.append((index, _write_new(path, data), path))
+                digest = hashlib.sha256(data).hexdigest()  # releases the GIL while it hashes
+                written.append((len(results), _write_new(path, data), path))
+                results.append(digest)
             except Exception as exc:  # noqa: BLE001 - reaches only this item's upload
-                errors[index] = exc
+                results.append(exc)
         for index, descriptor, path in written:
             try:
                 os.fsync(descriptor)
             except Exception as exc:  # noqa: BLE001 - reaches only this item's upload
-                errors[index] = exc
+                results[index] = exc
                 path.unlink(missing_ok=True)
             finally:
                 os.close(descriptor)
-        return errors
+        return results
 
     def get(self, key: str) -> bytes:
         try:
@@ -183,8 +186,12 @@ class S3Store:
             Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type
         )
 
-    async def save(self, key: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(self.put, key, data, content_type)
+    async def save(self, key: str, data: bytes, content_type: str) -> str:
+        return await asyncio.to_thread(self._put_and_hash, key, data, content_type)
+
+    def _put_and_hash(self, key: str, data: bytes, content_type: str) -> str:
+        self.put(key, data, content_type)
+        return hashlib.sha256(data).hexdigest()
 
     def get(self, key: str) -> bytes:
         try:

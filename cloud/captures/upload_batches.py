@@ -43,6 +43,9 @@ class UploadAdmissions(StatementBatcher[UploadAsk, Admission]):
     """Authenticates and counts uploads with their lookups, those that wait together."""
 
     name = "upload admissions"
+    # Its only write is the upload count: one lost in a PostgreSQL crash lets a device upload
+    # a little more in that minute, so no upload waits for the count's WAL flush.
+    durable = False
 
     def __init__(self, engine: AsyncEngine, limit: Limit, connections: int, max_batch: int):
         super().__init__(engine, connections, max_batch, UPLOAD_BATCH.labels("admission").observe)

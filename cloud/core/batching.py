@@ -33,6 +33,8 @@ from cloud.core.db import driver_statements, raw_driver
 logger = logging.getLogger(__name__)
 
 LANE_IDLE_SECONDS = 1.0  # a lane keeps its connection this long for the next request
+_NOT_DURABLE = "SET synchronous_commit TO off"
+_DURABLE_AGAIN = "RESET synchronous_commit"
 
 AskT = TypeVar("AskT")
 OutcomeT = TypeVar("OutcomeT")
@@ -42,6 +44,10 @@ class StatementBatcher(ABC, Generic[AskT, OutcomeT]):
     """Runs `_run` over the waiting requests on up to `connections` kept connections."""
 
     name = "statement"  # what a batch holds, for the log
+    # False: the lane's commits do not wait for their WAL flush (synchronous_commit off on its
+    # connection while it holds it), for statements whose writes may be lost in a PostgreSQL
+    # crash, such as rate counts; a request then waits for no disk flush.
+    durable = True
 
     def __init__(
         self,
@@ -100,14 +106,13 @@ class StatementBatcher(ABC, Generic[AskT, OutcomeT]):
 
     async def _lane(self) -> None:
         try:
-            connection = self._engine.connect()
-            await connection.start()
-        except Exception as exc:  # noqa: BLE001 - no connection: the next batch gets it (503)
-            for _, future in self._take_batch():
-                _settle(future, exc)
-        else:
             try:
-                driver = await raw_driver(connection)  # held: no lookup per statement
+                connection, driver = await self._checkout()
+            except Exception as exc:  # noqa: BLE001 - no connection: this batch gets it (503)
+                for _, future in self._take_batch():
+                    _settle(future, exc)
+                return
+            try:
                 while await self._next_request_within(LANE_IDLE_SECONDS):
                     if driver.is_closed():
                         break  # PostgreSQL closed it while idle: a fresh checkout replaces it
@@ -115,10 +120,35 @@ class StatementBatcher(ABC, Generic[AskT, OutcomeT]):
                     if batch and not await self._store(batch, connection, driver):
                         break  # the connection may be broken: not used again
             finally:
-                await connection.close()
+                await self._release(connection, driver)
         finally:
             if self._waiting and len(self._lanes) <= self._connections:
                 self._open_lane()  # requests left behind by this lane (it is still counted)
+
+    async def _checkout(self) -> tuple[AsyncConnection, Any]:
+        """A pooled connection for the lane and its asyncpg connection, held: no lookup per
+        statement."""
+        connection = self._engine.connect()
+        await connection.start()
+        try:
+            driver = await raw_driver(connection)
+            if not self.durable:
+                async with driver_statements(connection, False, driver):
+                    await driver.execute(_NOT_DURABLE)
+        except BaseException:
+            await connection.close()
+            raise
+        return connection, driver
+
+    async def _release(self, connection: AsyncConnection, driver: Any) -> None:
+        """Give the lane's connection back to the pool as it was taken."""
+        try:
+            if not self.durable and not driver.is_closed():
+                await driver.execute(_DURABLE_AGAIN)
+        except Exception:  # noqa: BLE001 - not pooled again with the setting left on it
+            await connection.invalidate()
+        finally:
+            await connection.close()
 
     async def _next_request_within(self, seconds: float) -> bool:
         """Whether a request waits, now or within `seconds` (at once False when stopping)."""

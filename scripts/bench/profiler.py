@@ -18,6 +18,7 @@ def start_profiler(pid: int, output: str, seconds: float) -> subprocess.Popen[by
             "--duration",
             str(max(1, int(seconds))),
             "--nonblocking",
+            "--threads",
             "--output",
             output,
         ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import struct
 import zlib
@@ -120,8 +121,9 @@ class ActsOnFirstPut:
             self.acted = True
             self.action()
 
-    async def save(self, key: str, data: bytes, content_type: str) -> None:
+    async def save(self, key: str, data: bytes, content_type: str) -> str:
         await asyncio.to_thread(self.put, key, data, content_type)
+        return hashlib.sha256(data).hexdigest()
 
     def get(self, key: str) -> bytes:
         return self.inner.get(key)
