@@ -122,8 +122,11 @@ class StatementBatcher(ABC, Generic[AskT, OutcomeT]):
             finally:
                 await self._release(connection, driver)
         finally:
-            if self._waiting and len(self._lanes) <= self._connections:
-                self._open_lane()  # requests left behind by this lane (it is still counted)
+            # Out of the count now, not in the done callback: a request arriving between this
+            # task's end and its callback would find every lane taken and none coming.
+            self._lanes.discard(asyncio.current_task())  # type: ignore[arg-type]
+            if self._waiting and len(self._lanes) < self._connections:
+                self._open_lane()  # requests left behind by this lane
 
     async def _checkout(self) -> tuple[AsyncConnection, Any]:
         """A pooled connection for the lane and its asyncpg connection, held: no lookup per

@@ -104,6 +104,9 @@ _DRIVER_CONNECTION_LOST = (
     asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError: it was cut mid-query
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
     asyncpg.InterfaceError,  # the connection is closed (else a misuse, re-raised)
+    # The driver lost track of the protocol: seen when the server ended the backend while
+    # the connection sat idle ("cannot switch to state ..."); the connection is unusable.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -139,42 +142,6 @@ async def driver_statements(
             raise  # a misuse of the driver, not the database going away
         await connection.invalidate(exc)
         raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
-
-
-@contextlib.asynccontextmanager
-async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[Any]:
-    """A pooled connection's asyncpg connection, for statements that are atomic by themselves
-    (each commits alone): no session and no SQLAlchemy transaction around it. Checkout, one
-    `SELECT 1` and check-in cost 136-176 us of client CPU this way against 292-385 through a
-    session (docs/performance.md); an upload makes two such uses.
-
-    A lost connection or a timeout is handled as driver_statements handles it (invalidated,
-    503); one left by a cancellation, perhaps mid-statement, is invalidated too. An error
-    PostgreSQL answered leaves the connection as good as it was."""
-    pooled = await engine.raw_connection()
-    driver = pooled.driver_connection
-    assert driver is not None
-    try:
-        yield driver
-    except Exception as exc:
-        if isinstance(exc, _DRIVER_CONNECTION_LOST) or driver.is_closed():
-            pooled.invalidate(exc)
-            if isinstance(exc, asyncpg.InterfaceError) and not driver.is_closed():
-                raise  # a misuse of the driver, not the database going away
-            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        if isinstance(exc, asyncpg.exceptions.InternalClientError):
-            pooled.invalidate(exc)  # the driver lost track of the protocol's state
-        raise  # else PostgreSQL's refusal or the caller's own error: the connection is fine
-    except BaseException:
-        pooled.invalidate()  # cancelled, perhaps mid-statement
-        raise
-    finally:
-        pooled.close()
-
-
-def bound_engine(session_factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:
-    """The engine a session factory (create_session_factory) is bound to."""
-    return session_factory.kw["bind"]
 
 
 async def raw_driver(connection: AsyncConnection) -> Any:

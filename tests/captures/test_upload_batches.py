@@ -19,7 +19,7 @@ from cloud.auth.device_admission import Admission
 from cloud.captures.quiet_insert import CaptureRow
 from cloud.captures.upload_batches import UploadAsk, UploadBatchers, upload_batchers
 from cloud.core.config import Settings
-from cloud.core.db import create_engine_for
+from cloud.core.db import DatabaseUnavailable, create_engine_for
 from cloud.core.errors import ApiError
 from cloud.core.ids import new_record_id
 from cloud.core.security import hash_secret
@@ -244,3 +244,39 @@ def test_an_upload_that_left_before_its_batch_ran_is_not_counted(
         return [task.result().row["count"] for task in (tasks[0], tasks[2])]
 
     assert _with_batchers(database_url, settings, work) == [1, 2]
+
+
+def test_a_lane_whose_connection_was_cut_answers_503_and_the_next_upload_gets_a_fresh_one(
+    database_url: str, settings: Settings, factory: Factory
+) -> None:
+    """A backend ended under a lane: its upload is a 503 (DatabaseUnavailable) or, had the
+    lane seen the socket closed first, served on a fresh connection; never a 500. The cut
+    connection is not pooled again."""
+    settings = settings.model_copy(update={"upload_batch_connections": 1})
+    device = factory.device()
+
+    async def work(batchers: UploadBatchers) -> tuple[list[str], bool]:
+        admissions = batchers.admissions
+        backends: list[int] = []
+        original = admissions._run
+
+        async def run_and_note(asks: list[UploadAsk], driver: Any) -> list[Admission]:
+            backends.append(await driver.fetchval("SELECT pg_backend_pid()"))
+            return await original(asks, driver)
+
+        admissions._run = run_and_note  # type: ignore[method-assign]
+        await admissions.submit(_ask(device))
+        async with admissions._engine.connect() as other:
+            await other.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": backends[0]})
+        outcomes = []
+        for _ in range(2):
+            try:
+                await admissions.submit(_ask(device))
+                outcomes.append("served")
+            except DatabaseUnavailable:
+                outcomes.append("503")
+        return outcomes, backends[0] in backends[1:]
+
+    outcomes, cut_reused = _with_batchers(database_url, settings, work)
+    assert outcomes in (["503", "served"], ["served", "served"])
+    assert not cut_reused

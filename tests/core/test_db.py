@@ -5,7 +5,6 @@ pooled driver connection survives PostgreSQL's refusals but not a cut or a cance
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import pytest
@@ -20,7 +19,6 @@ from cloud.core.db import (
     create_session_factory,
     driver_statements,
     log_worker_failure,
-    pooled_driver,
 )
 
 logger = logging.getLogger("tests.worker")
@@ -132,76 +130,3 @@ def test_a_kept_connection_is_reused_replaced_once_closed_and_given_back_when_id
     assert reused == 1
     assert replaced
     assert after_idle == 0
-
-
-def test_a_pooled_driver_keeps_its_connection_after_a_refusal_and_drops_it_when_cut(
-    database_url: str, settings: Settings
-) -> None:
-    """Statements commit alone; a PostgreSQL error leaves the connection pooled; one cut
-    under a statement is a 503 (DatabaseUnavailable) and is not pooled again; one cancelled
-    mid-statement is dropped, not pooled again."""
-
-    async def backend(engine: object) -> int:
-        async with pooled_driver(engine) as driver:  # type: ignore[arg-type]
-            return await driver.fetchval("SELECT pg_backend_pid()")
-
-    async def scenario() -> dict[str, object]:
-        engine = create_engine_for(database_url, settings)
-        pool = engine.sync_engine.pool
-        try:
-            seen: dict[str, object] = {}
-            async with pooled_driver(engine) as driver:
-                first = await driver.fetchval("SELECT pg_backend_pid()")
-                seen["in_transaction"] = driver.is_in_transaction()
-            with pytest.raises(Exception) as refused:
-                async with pooled_driver(engine) as driver:
-                    await driver.execute("SELECT 1 / 0")
-            seen["refusal"] = type(refused.value).__name__
-            seen["kept_after_refusal"] = await backend(engine) == first
-            with pytest.raises(DatabaseUnavailable):
-                async with pooled_driver(engine) as driver:
-                    async with engine.connect() as other:  # a second one: `first` is out
-                        await other.execute(
-                            sa.text("SELECT pg_terminate_backend(:p)"), {"p": first}
-                        )
-                    await driver.fetchval("SELECT pg_sleep(0)")
-            second = await backend(engine)
-            seen["replaced_after_cut"] = second != first
-
-            sleeping: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-            async def sleeper() -> None:
-                async with pooled_driver(engine) as driver:
-                    sleeping.set_result(await driver.fetchval("SELECT pg_backend_pid()"))
-                    await driver.execute("SELECT pg_sleep(30)")
-
-            task = asyncio.create_task(sleeper())
-            cancelled_pid = await sleeping
-            await asyncio.sleep(0)  # the statement is on its way
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            seen["checked_out"] = pool.checkedout()
-            # Not pooled again: every connection the pool holds is another backend.
-            async with contextlib.AsyncExitStack() as stack:
-                drivers = [
-                    await stack.enter_async_context(pooled_driver(engine))
-                    for _ in range(pool.checkedin())
-                ]
-                pids = {await driver.fetchval("SELECT pg_backend_pid()") for driver in drivers}
-                # Its backend sleeps on alone (the driver closed the socket); end it here.
-                await drivers[0].execute("SELECT pg_terminate_backend($1)", cancelled_pid)
-            seen["cancelled_pooled"] = cancelled_pid in pids
-            return seen
-        finally:
-            await engine.dispose()
-
-    seen = asyncio.run(scenario())
-    assert seen == {
-        "in_transaction": False,
-        "refusal": "DivisionByZeroError",
-        "kept_after_refusal": True,
-        "replaced_after_cut": True,
-        "checked_out": 0,
-        "cancelled_pooled": False,
-    }

@@ -5,18 +5,29 @@ statement commits alone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.core.config import Settings
-from cloud.core.db import create_engine_for, pooled_driver
+from cloud.core.db import create_engine_for, raw_driver
 from cloud.hub.delivery import mark_triggers_sent
 from cloud.hub.envelopes import delivered_channel
 from cloud.models import Trigger, TriggerStatus
 from tests.support.captures import make_trigger
 from tests.support.factories import Factory
 from tests.support.waiting import async_wait_until
+
+
+@contextlib.asynccontextmanager
+async def _driver(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """A pooled connection's asyncpg connection, no transaction open on it."""
+    async with engine.connect() as connection:
+        yield await raw_driver(connection)
 
 
 def test_pending_triggers_are_marked_sent_and_ended_ones_stay(
@@ -30,7 +41,7 @@ def test_pending_triggers_are_marked_sent_and_ended_ones_stay(
     async def mark() -> bool:
         engine = create_engine_for(database_url, settings)
         try:
-            async with pooled_driver(engine) as driver:
+            async with _driver(engine) as driver:
                 await mark_triggers_sent(driver, [(t, at) for t in [*pending, expired]])
                 return driver.is_in_transaction()
         finally:
@@ -58,12 +69,12 @@ def test_the_waiting_instances_are_told_in_the_same_statement(
         engine = create_engine_for(database_url, settings)
         heard: dict[str, list[str]] = {}
         try:
-            async with pooled_driver(engine) as listener:
+            async with _driver(engine) as listener:
                 for channel in (delivered_channel("inst-a"), delivered_channel(None)):
                     await listener.add_listener(
                         channel, lambda _c, _p, ch, ids: heard.setdefault(ch, []).append(ids)
                     )
-                async with pooled_driver(engine) as driver:
+                async with _driver(engine) as driver:
                     delivered = list(zip(triggers, waiters, strict=True))
                     await mark_triggers_sent(driver, [(t, at) for t in triggers], delivered)
                 await async_wait_until(lambda: len(heard) == 2, settings.db_command_timeout_seconds)
