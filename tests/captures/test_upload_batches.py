@@ -17,7 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.auth.device_admission import Admission
 from cloud.captures.quiet_insert import CaptureRow
-from cloud.captures.upload_batches import UploadAsk, UploadBatchers, upload_batchers
+from cloud.captures.upload_batches import (
+    UploadAdmissions,
+    UploadAsk,
+    UploadBatchers,
+    upload_batchers,
+)
 from cloud.core.config import Settings
 from cloud.core.db import DatabaseUnavailable, create_engine_for
 from cloud.core.errors import ApiError
@@ -111,6 +116,17 @@ def test_admission_lookups_answer_each_upload_of_a_batch(
     assert rows[1]["trigger_device_id"] == device.device_id
     assert rows[1]["trigger_status"] == "sent"
     assert rows[2]["trigger_device_id"] is None  # no such trigger: the upload's 404
+
+
+def _read_before_each_statement(admissions: UploadAdmissions, query: str, into: list) -> None:
+    """Each admission statement's lane first reads `query` on its connection into `into`."""
+    original = admissions._run
+
+    async def read_then_run(asks: list[UploadAsk], driver: Any) -> list[Admission]:
+        into.append(await driver.fetchval(query))
+        return await original(asks, driver)
+
+    admissions._run = read_then_run  # type: ignore[method-assign]
 
 
 def _row(device_id: str, **fields: Any) -> CaptureRow:
@@ -212,13 +228,7 @@ def test_admission_lanes_skip_the_wal_wait_and_give_their_connection_back_as_tak
 
     async def work(batchers: UploadBatchers) -> str:
         admissions = batchers.admissions
-        original = admissions._run
-
-        async def run_and_look(asks: list[UploadAsk], driver: Any) -> list[Admission]:
-            seen.append(await driver.fetchval("SHOW synchronous_commit"))
-            return await original(asks, driver)
-
-        admissions._run = run_and_look  # type: ignore[method-assign]
+        _read_before_each_statement(admissions, "SHOW synchronous_commit", seen)
         await admissions.submit(_ask(device))
         await admissions.stop()  # the lane gives its connection back
         engine = admissions._engine
@@ -258,13 +268,7 @@ def test_a_lane_whose_connection_was_cut_answers_503_and_the_next_upload_gets_a_
     async def work(batchers: UploadBatchers) -> tuple[list[str], bool]:
         admissions = batchers.admissions
         backends: list[int] = []
-        original = admissions._run
-
-        async def run_and_note(asks: list[UploadAsk], driver: Any) -> list[Admission]:
-            backends.append(await driver.fetchval("SELECT pg_backend_pid()"))
-            return await original(asks, driver)
-
-        admissions._run = run_and_note  # type: ignore[method-assign]
+        _read_before_each_statement(admissions, "SELECT pg_backend_pid()", backends)
         await admissions.submit(_ask(device))
         async with admissions._engine.connect() as other:
             await other.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": backends[0]})
