@@ -52,12 +52,6 @@ class GroupedWrites(Generic[ItemT, ResultT]):
             self._drainers.add(loop.create_task(self._drain(), name=self._thread_name))
         return await future
 
-    def close(self) -> None:
-        """Let the thread go once its group is written; a later write starts a new one."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._waiting:

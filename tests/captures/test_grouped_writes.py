@@ -67,7 +67,6 @@ def test_writes_that_wait_go_together_on_the_writer_threads() -> None:
 
     assert asyncio.run(run()) == [n * 2 for n in range(10)]
     assert groups == [[0], list(range(1, 10))]
-    writes.close()
 
 
 def test_a_failed_snapshot_in_a_group_fails_only_its_own_save(tmp_path: Path) -> None:
