@@ -164,16 +164,20 @@ def _user_token_hash(settings: Settings, token: str | None) -> str:
     return hash_secret(checked_secret(token, USER_TOKEN_PREFIX), settings.secret_key)
 
 
+def device_key_hash(settings: Settings, device_id: str, key: str | None) -> str:
+    """What the key presented for `device_id` is stored under: 404 for a malformed device id,
+    401 for a malformed key (neither reaches the database)."""
+    if not DEVICE_ID.match(device_id):
+        raise ApiError(404, "device not found")
+    return hash_secret(checked_secret(key, DEVICE_KEY_PREFIX), settings.secret_key)
+
+
 async def authenticate_device(
     session: AsyncSession, settings: Settings, device_id: str, key: str | None
 ) -> Device:
     """The device whose key was presented, when the key is valid and the device may connect."""
-    if not DEVICE_ID.match(device_id):
-        raise ApiError(404, "device not found")
-    key = checked_secret(key, DEVICE_KEY_PREFIX)
-    device = await session.scalar(
-        sa.select(Device).where(Device.key_hash == hash_secret(key, settings.secret_key))
-    )
+    key_hash = device_key_hash(settings, device_id, key)
+    device = await session.scalar(sa.select(Device).where(Device.key_hash == key_hash))
     # One answer whether the id is unknown or another device's: no existence oracle.
     if device is None or device.device_id != device_id:
         raise ApiError(401, "invalid device key", {"WWW-Authenticate": "Bearer"})

@@ -13,7 +13,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.alerts.rules import cooldown_of, raise_detection_alerts
-from cloud.auth.service import checked_secret
+from cloud.auth.service import device_key_hash
 from cloud.captures.evaluation import EvaluationError, evaluate
 from cloud.captures.images import ImageInfo
 from cloud.captures.metadata import CaptureMetadata
@@ -31,9 +31,8 @@ from cloud.captures.upload_checks import (
 from cloud.core.config import Settings
 from cloud.core.db import driver_statements
 from cloud.core.errors import ApiError
-from cloud.core.ids import DEVICE_ID, new_record_id
-from cloud.core.security import DEVICE_KEY_PREFIX, hash_secret
-from cloud.events.notify import EVENTS_CHANNEL, EventKind, bounded_payload
+from cloud.core.ids import new_record_id
+from cloud.events.notify import EventKind, bounded_payload
 from cloud.metrics import registry as metrics
 from cloud.models import Device, EvaluationStatus, TriggerType
 
@@ -68,9 +67,7 @@ async def _admit(
 ) -> Device | IngestResult:
     """Authenticate, count the upload, find a repeat and check its trigger: one statement,
     shared with the uploads admitted at the same time."""
-    if not DEVICE_ID.match(metadata.device_id):
-        raise ApiError(404, "device not found")
-    key_hash = hash_secret(checked_secret(device_key, DEVICE_KEY_PREFIX), settings.secret_key)
+    key_hash = device_key_hash(settings, metadata.device_id, device_key)
     ask = UploadAsk(metadata.device_id, key_hash, metadata.capture_id, metadata.trigger_id)
     admission = await admissions.submit(ask)
     if isinstance(admission.answer, ApiError):
@@ -238,7 +235,7 @@ async def _insert(
     try:
         async with driver_statements(await session.connection()) as driver:
             unchecked = replace(row, matched_rules="[]")
-            if (await insert_unless_alerting(driver, [unchecked], EVENTS_CHANNEL))[0]:
+            if (await insert_unless_alerting(driver, [unchecked]))[0]:
                 return None
     except asyncpg.IntegrityConstraintViolationError:
         pass

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.core.batching import StatementBatcher
+from cloud.events.notify import EVENTS_CHANNEL
 from cloud.metrics.registry import UPLOAD_BATCH
 
 
@@ -112,9 +113,7 @@ ORDER BY a.n
 """
 
 
-async def insert_unless_alerting(
-    driver: Any, rows: list[CaptureRow], events_channel: str
-) -> list[bool]:
+async def insert_unless_alerting(driver: Any, rows: list[CaptureRow]) -> list[bool]:
     """Whether each row was stored, its trigger closed and its event announced, in one
     statement: not a row one of whose matched rules is out of its cooldown, or whose trigger
     is no longer open. A constraint broken by any row (a repeat of the same upload won
@@ -123,7 +122,7 @@ async def insert_unless_alerting(
     aborted, for the caller to roll back; any other failure of an autocommitted statement
     may have stored the rows (its answer was lost)."""
     columns = [[getattr(row, name) for row in rows] for name, _ in _COLUMNS]
-    return [record["stored"] for record in await driver.fetch(_STATEMENT, *columns, events_channel)]
+    return [record["stored"] for record in await driver.fetch(_STATEMENT, *columns, EVENTS_CHANNEL)]
 
 
 class CaptureRows(StatementBatcher[CaptureRow, bool]):
@@ -131,15 +130,12 @@ class CaptureRows(StatementBatcher[CaptureRow, bool]):
 
     name = "capture rows"
 
-    def __init__(
-        self, engine: AsyncEngine, events_channel: str, connections: int, max_batch: int
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, connections: int, max_batch: int) -> None:
         super().__init__(engine, connections, max_batch, UPLOAD_BATCH.labels("row").observe)
-        self._events_channel = events_channel
 
     def _order(self, batch: list[tuple[CaptureRow, asyncio.Future[bool]]]) -> None:
         # Triggers are locked in one order, so two batches cannot deadlock over them.
         batch.sort(key=lambda waiting: waiting[0].trigger_id or "")
 
     async def _run(self, asks: list[CaptureRow], driver: Any) -> list[bool]:
-        return await insert_unless_alerting(driver, asks, self._events_channel)
+        return await insert_unless_alerting(driver, asks)

@@ -17,7 +17,6 @@ from cloud.captures.quiet_insert import CaptureRows
 from cloud.captures.upload_checks import UPLOAD_LOOKUPS
 from cloud.core.batching import StatementBatcher
 from cloud.core.config import Settings
-from cloud.events.notify import EVENTS_CHANNEL
 from cloud.limits.counters import Limit
 from cloud.metrics.registry import UPLOAD_BATCH
 
@@ -77,5 +76,5 @@ def upload_batchers(engine: AsyncEngine, settings: Settings) -> UploadBatchers:
     connections, max_batch = settings.upload_batch_connections, settings.upload_batch_max
     return UploadBatchers(
         UploadAdmissions(engine, upload_limit(settings), connections, max_batch),
-        CaptureRows(engine, EVENTS_CHANNEL, connections, max_batch),
+        CaptureRows(engine, connections, max_batch),
     )

@@ -110,7 +110,7 @@ class StatementBatcher(ABC, Generic[AskT, OutcomeT]):
                 connection, driver = await self._checkout()
             except Exception as exc:  # noqa: BLE001 - no connection: this batch gets it (503)
                 for _, future in self._take_batch():
-                    _settle(future, exc)
+                    settle(future, exc)
                 return
             try:
                 while await self._next_request_within(LANE_IDLE_SECONDS):
@@ -195,15 +195,17 @@ class StatementBatcher(ABC, Generic[AskT, OutcomeT]):
                         return False
                 return True
             for _, future in batch:
-                _settle(future, exc)
+                settle(future, exc)
             return isinstance(exc, asyncpg.PostgresError)  # an error of its own: still usable
         for (_, future), outcome in zip(batch, outcomes, strict=True):
-            _settle(future, outcome)
+            settle(future, outcome)
         return True
 
 
-def _settle(future: asyncio.Future[Any], result: Any) -> None:
-    if future.done():  # its request was cancelled (the client left)
+def settle(future: asyncio.Future[Any], result: Any) -> None:
+    """Answer a waiting request with `result`, raised when it is an exception; nothing when
+    the request was cancelled meanwhile (the client left)."""
+    if future.done():
         return
     if isinstance(result, BaseException):
         future.set_exception(result)

@@ -15,12 +15,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloud.auth.device_admission import authenticate_and_count_many
-from cloud.auth.service import checked_secret
+from cloud.auth.service import device_key_hash
 from cloud.core.config import Settings
 from cloud.core.db import DatabaseUnavailable, driver_statements
 from cloud.core.errors import ApiError
-from cloud.core.ids import DEVICE_ID
-from cloud.core.security import DEVICE_KEY_PREFIX, hash_secret
 from cloud.hub import close_reasons
 from cloud.hub.delivery import backlog_envelopes
 from cloud.hub.hub import CommandHub, LocalStream
@@ -69,9 +67,7 @@ class StreamOpener:
         """
         if not self._hub.accepting:
             raise ApiError(503, "server shutting down", {"Retry-After": SHUTDOWN_RETRY_AFTER})
-        if not DEVICE_ID.match(device_id):
-            raise ApiError(404, "device not found")
-        key_hash = hash_secret(checked_secret(key, DEVICE_KEY_PREFIX), self._settings.secret_key)
+        key_hash = device_key_hash(self._settings, device_id, key)
         request = _Open(device_id, key_hash, asyncio.get_running_loop().create_future())
         self._waiting.append(request)
         if self._worker is None or self._worker.done():
