@@ -16,8 +16,9 @@ once, as a group of one.
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from cloud.core.batching import settle
@@ -27,10 +28,14 @@ ResultT = TypeVar("ResultT")
 
 MAX_GROUP = 64  # items per group: bounds how long the last of them waits for the first
 
+_Waiting = tuple[ItemT, "asyncio.Future[ResultT]"]
+
 
 class GroupedWrites(Generic[ItemT, ResultT]):
-    """Runs `write_group` (blocking; a result or the error raised, per item) on up to
-    `threads` threads of its own, a group each."""
+    """Runs `write_group` (blocking; a result or the error raised, per item) on `threads`
+    threads of its own, a group each. The threads take their work from a thread-safe queue
+    themselves: a thread that ends a group starts the next at once, without waiting for the
+    event loop's turn, and the loop is woken once per group, to answer all of it."""
 
     def __init__(
         self,
@@ -41,39 +46,59 @@ class GroupedWrites(Generic[ItemT, ResultT]):
         self._write_group = write_group
         self._threads = threads
         self._thread_name = thread_name
-        self._executor: ThreadPoolExecutor | None = None
-        self._waiting: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
-        self._drainers: set[asyncio.Task[None]] = set()
+        self._queue: queue.SimpleQueue[_Waiting[ItemT, ResultT]] = queue.SimpleQueue()
+        self._started = False
+        self._start_lock = threading.Lock()
 
     async def write(self, item: ItemT) -> ResultT:
         """Write `item` (done when this returns): its result, or what its write raised. A
         cancelled caller stops waiting, not the write."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[ResultT] = loop.create_future()
-        self._waiting.append((item, future))
-        self._drainers = {d for d in self._drainers if not d.done() and d.get_loop() is loop}
-        if len(self._drainers) < self._threads:
-            self._drainers.add(loop.create_task(self._drain(), name=self._thread_name))
+        future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
+        if not self._started:
+            self._start_threads()
+        self._queue.put((item, future))
         return await future
 
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._waiting:
-            group = self._waiting[:MAX_GROUP]
-            del self._waiting[:MAX_GROUP]
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    self._threads, thread_name_prefix=self._thread_name
-                )
-            items = [item for item, _ in group]
+    def _start_threads(self) -> None:
+        with self._start_lock:
+            if self._started:
+                return
+            for number in range(self._threads):
+                # Daemon: idle, they wait on the queue for good. A server stops only after its
+                # requests (and so their writes) ended; a file a killed process cut short is
+                # named by no row, and retention's orphan sweep removes it.
+                name = f"{self._thread_name}-{number}"
+                threading.Thread(target=self._run, name=name, daemon=True).start()
+            self._started = True
+
+    def _run(self) -> None:
+        while True:
+            group = [self._queue.get()]
+            while len(group) < MAX_GROUP:
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             results: Sequence[ResultT | BaseException]
             try:
-                results = await loop.run_in_executor(self._executor, self._write_group, items)
-            except Exception as exc:  # noqa: BLE001 - the thread could not run the group
+                results = self._write_group([item for item, _ in group])
+            except Exception as exc:  # noqa: BLE001 - the whole group failed: each caller hears
                 results = [exc] * len(group)
-            except BaseException:  # this task cancelled (the loop is closing)
-                for _, future in group:
-                    future.cancel()
-                raise
-            for (_, future), result in zip(group, results, strict=True):
-                settle(future, result)
+            _answer(group, results)
+
+
+def _answer(group: Sequence[_Waiting[ItemT, ResultT]], results: Sequence[object]) -> None:
+    """Hand each waiting caller its result on its own event loop: one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[ResultT], object]]] = {}
+    for (_, future), result in zip(group, results, strict=True):
+        by_loop.setdefault(future.get_loop(), []).append((future, result))
+    for loop, answers in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_all, answers)
+        except RuntimeError:  # that loop is closed: nobody waits there any more
+            continue
+
+
+def _settle_all(answers: Sequence[tuple[asyncio.Future[ResultT], object]]) -> None:
+    for future, result in answers:
+        settle(future, result)

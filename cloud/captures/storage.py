@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 _KEY = re.compile(DEVICE_ID_PATTERN[1:-1] + r"/\d{4}/\d{2}/\d{2}/cap_[0-9a-f]{32}\.(jpg|png)")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_FADVISE = getattr(os, "posix_fadvise", None)  # Linux; absent on macOS
 WRITE_THREADS = 2  # snapshot groups written at once (grouped_writes.py has the measurements)
 S3_CONNECT_TIMEOUT = 5.0  # seconds
 S3_READ_TIMEOUT = 30.0  # seconds
@@ -99,15 +100,19 @@ class FilesystemStore:
 
     def put_many(self, items: Sequence[tuple[str, bytes]]) -> list[str | BaseException]:
         """Hash and write each (key, data), then fsync each: durable when this returns; each
-        item's sha256 (hex), or the error that failed it (its file removed). Written first and
-        synced after, a group's files can share the file system's journal commits."""
+        item's sha256 (hex), or the error that failed it (its file removed). Written first,
+        each with its writeback started, and synced after, a group's files share the file
+        system's journal commits: the first fsync commits the blocks of all, and the fsyncs
+        after it find little or nothing left to do."""
         results: list[str | BaseException] = []
         written: list[tuple[int, int, Path]] = []
         for key, data in items:
             try:
                 path = self._path(key)
                 digest = hashlib.sha256(data).hexdigest()  # releases the GIL while it hashes
-                written.append((len(results), _write_new(path, data), path))
+                descriptor = _write_new(path, data)
+                written.append((len(results), descriptor, path))
+                _start_writeback(descriptor)
                 results.append(digest)
             except Exception as exc:  # noqa: BLE001 - reaches only this item's upload
                 results.append(exc)
@@ -145,6 +150,19 @@ class FilesystemStore:
                     yield key
             except OSError:
                 continue
+
+
+def _start_writeback(descriptor: int) -> None:
+    """Start writing the file's pages to disk now, without waiting (POSIX_FADV_DONTNEED
+    queues the writeback of dirty pages and drops only pages already clean). Its blocks are
+    then allocated with those of the group's other files, so the group's first fsync commits
+    them all: in the server an fsync phase of ~11 ms per group of ~17 files became ~4 ms, and
+    the uploads' write stage 27 -> 22 ms (docs/performance.md)."""
+    if _FADVISE is not None:
+        try:
+            _FADVISE(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:  # only a hint: the fsync after it does the work either way
+            pass
 
 
 def _write_new(path: Path, data: bytes) -> int:
