@@ -3,14 +3,16 @@
 `asyncio.to_thread` per snapshot cost each upload a hand-over to a pool thread, a wake-up of
 the event loop and the GIL passed back and forth around every call the thread made; at 32
 uploads in flight that was ~0.2-0.3 ms of server CPU per upload (docs/performance.md). Here
-the writes submitted while a group is on the thread wait and go together in the next one: one
-hand-over and one wake-up per group, and the group's fsyncs can share the file system's
-journal commit (FilesystemStore.put_many). Several groups are written at once, one a thread:
-a disk absorbs parallel flushes better than one after another (here 141 KB files written
-and fsynced alone: 1,214/s one at a time, 2,005/s in groups of 8 on one thread, 2,986/s in
-groups of 4 on 4 threads). In the server 1, 2 and 4 threads gave the same uploads/s; groups
-of one cost the most CPU and 2 threads the least. A write that finds a thread free goes at
-once, as a group of one.
+the writes submitted while the threads are busy wait in a queue, and a thread that ends its
+group takes all that waits as its next: one hand-over and one loop wake-up per group, and the
+group's fsyncs share the file system's journal commit (FilesystemStore.put_many). The threads
+take their groups themselves, so a group starts as soon as a thread is free, not when the
+event loop next gets round to it (at 32 uploads in flight the loop is ~75 % busy). Several
+groups are written at once, one a thread: here 141 KB files written and fsynced alone did
+1,214/s one at a time, 2,005/s in groups of 8 on one thread, 2,986/s in groups of 4 on 4
+threads; in the server 1, 2 and 4 threads gave the same uploads/s, groups of one cost the
+most CPU and 2 threads the least. A write that finds a thread free goes at once, as a group
+of one.
 """
 
 from __future__ import annotations

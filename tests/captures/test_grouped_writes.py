@@ -105,3 +105,30 @@ def test_a_cancelled_save_is_still_written_whole(tmp_path: Path) -> None:
 
     asyncio.run(cancel_then_wait())
     assert store.get(key) == data
+
+
+def test_a_loop_closed_while_its_write_runs_leaves_the_threads_serving() -> None:
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def write_group(items: Sequence[int]) -> list[int | BaseException]:
+        if items == [0]:
+            started.set()
+            release.wait(timeout=WAIT)
+            finished.set()
+        return [item + 1 for item in items]
+
+    writes = GroupedWrites(write_group, threads=1, thread_name="test-writes")
+
+    async def leave_during_the_write() -> None:
+        write = asyncio.ensure_future(writes.write(0))
+        assert await asyncio.to_thread(started.wait, WAIT)
+        write.cancel()  # the caller leaves; asyncio.run then closes this loop
+
+    asyncio.run(leave_during_the_write())
+    release.set()  # the group ends after its loop closed: nobody to answer there
+    assert finished.wait(WAIT)
+
+    async def write_again() -> int:
+        return await writes.write(41)
+
+    assert asyncio.run(write_again()) == 42  # the same thread, from a new loop
