@@ -10,10 +10,9 @@ from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
+from cloud.api.multipart_form import FormPart, MultipartError, boundary_of, parse_form
 from cloud.api.schemas.captures import CaptureAccepted, CaptureJsonBody, CaptureMetadata
 from cloud.api.schemas.errors import responses
 from cloud.core.errors import ApiError
@@ -23,6 +22,7 @@ JSON = "application/json"
 IMAGE_PART = "image"
 METADATA_PART = "metadata"
 MAX_METADATA_BYTES = 1024 * 1024  # 1000 detections and free-form metadata fit in far less
+MAX_PARTS = 5  # image, metadata and a few a client may add; the rest is refused unread
 
 
 # OpenAPI description of the two body formats (the route reads the body itself).
@@ -125,33 +125,36 @@ def _parse_metadata(text: str | bytes) -> CaptureMetadata:
         raise ApiError(422, _validation_detail("invalid metadata", exc)) from exc
 
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in limited_stream(request, limit)])
+
+
+def _only_part(parts: list[FormPart], name: str) -> FormPart | None:
+    named = [part for part in parts if part.name == name]
+    if len(named) > 1:
+        raise ApiError(422, f"invalid multipart body: more than one '{name}' part")
+    return named[0] if named else None
+
+
 async def _read_multipart(request: Request, limit: int) -> UploadBody:
-    parser = MultiPartParser(
-        request.headers,
-        limited_stream(request, limit),
-        max_files=1,
-        max_fields=4,
-        max_part_size=MAX_METADATA_BYTES,  # text parts only; the image part is a file
-    )
     try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        raise ApiError(422, f"invalid multipart body: {exc.message}") from exc
-    try:
-        image_part = form.get(IMAGE_PART)
-        metadata_part = form.get(METADATA_PART)
-        if not isinstance(image_part, UploadFile):
-            raise ApiError(422, "missing image part (a file named 'image')")
-        if not isinstance(metadata_part, str):
-            raise ApiError(422, "missing metadata part (a JSON text field named 'metadata')")
-        image = await image_part.read()
-    finally:
-        await form.close()
-    return UploadBody(_parse_metadata(metadata_part), image)
+        boundary = boundary_of(request.headers.get("content-type", ""))
+        parts = parse_form(await _read_body(request, limit), boundary, MAX_PARTS)
+    except MultipartError as exc:
+        raise ApiError(422, f"invalid multipart body: {exc}") from exc
+    image_part = _only_part(parts, IMAGE_PART)
+    metadata_part = _only_part(parts, METADATA_PART)
+    if image_part is None or image_part.filename is None:
+        raise ApiError(422, "missing image part (a file named 'image')")
+    if metadata_part is None or metadata_part.filename is not None:
+        raise ApiError(422, "missing metadata part (a JSON text field named 'metadata')")
+    if len(metadata_part.data) > MAX_METADATA_BYTES:
+        raise ApiError(422, f"invalid multipart body: metadata exceeds {MAX_METADATA_BYTES} bytes")
+    return UploadBody(_parse_metadata(metadata_part.data), image_part.data)
 
 
 async def _read_json(request: Request, limit: int, max_image_bytes: int) -> UploadBody:
-    body = b"".join([chunk async for chunk in limited_stream(request, limit)])
+    body = await _read_body(request, limit)
     try:
         document = CaptureJsonBody.model_validate_json(body)
     except ValidationError as exc:
