@@ -60,10 +60,14 @@ async def _discard_snapshot(store: SnapshotStore, key: str) -> None:
 
 
 async def _admit(
-    admissions: UploadAdmissions, key_hash: str, metadata: CaptureMetadata
+    admissions: UploadAdmissions,
+    settings: Settings,
+    device_key: str | None,
+    metadata: CaptureMetadata,
 ) -> Device | IngestResult:
     """Authenticate, count the upload, find a repeat and check its trigger: one statement,
     shared with the uploads admitted at the same time."""
+    key_hash = device_key_hash(settings, metadata.device_id, device_key)
     ask = UploadAsk(metadata.device_id, key_hash, metadata.capture_id, metadata.trigger_id)
     admission = await admissions.submit(ask)
     if isinstance(admission.answer, ApiError):
@@ -75,30 +79,6 @@ async def _admit(
         if checked is not None:
             return checked
     return admission.answer
-
-
-async def _admit_while_writing(
-    batchers: UploadBatchers,
-    store: SnapshotStore,
-    key_hash: str,
-    metadata: CaptureMetadata,
-    write: asyncio.Future[str],
-    key: str,
-) -> Device | IngestResult:
-    """The admission of an upload whose snapshot is already being written: a refusal, a
-    repeat or a cancellation waits for the write and deletes the file (no row names it)."""
-    try:
-        admitted = await _admit(batchers.admissions, key_hash, metadata)
-    except BaseException as exc:
-        if isinstance(exc, ApiError):  # refused (key, status, rate...): no early writes
-            batchers.recently_admitted.forget(metadata.device_id)
-        await asyncio.wait([write])
-        await _discard_snapshot(store, key)
-        raise
-    if isinstance(admitted, IngestResult):
-        await asyncio.wait([write])
-        await _discard_snapshot(store, key)
-    return admitted
 
 
 async def ingest_capture(
@@ -114,8 +94,7 @@ async def ingest_capture(
     """Store a capture once; the same trigger_id or capture_id again returns the first record.
 
     Order: admit (one statement), evaluate and write the snapshot with no connection and no
-    lock held (the write starts during the admission for a key admitted moments before:
-    admitted_keys.py), then store the row: in one statement when it raises no alert and its trigger
+    lock held, then store the row: in one statement when it raises no alert and its trigger
     is still open (quiet_insert), else in a transaction that locks the trigger, inserts and
     raises the alerts. Both statements are shared with the uploads under way at the same time
     (upload_batches.py). The file is deleted only when its row certainly does not exist (a
@@ -123,21 +102,13 @@ async def ingest_capture(
     abandoned wait for the one statement, may have stored it, so that file is left for the
     orphan sweep in retention.
     """
-    key_hash = device_key_hash(settings, metadata.device_id, device_key)
-    now = datetime.now(UTC)
-    record_id = new_record_id()
-    key = snapshot_key(metadata.device_id, record_id, now, info.format.extension)
-    write: asyncio.Future[str] | None = None
-    if batchers.recently_admitted.holds(metadata.device_id, key_hash):
-        # Written while the admission runs (admitted_keys.py): the row still waits for both.
-        write = asyncio.ensure_future(store.save(key, image, info.content_type))
-        admitted = await _admit_while_writing(batchers, store, key_hash, metadata, write, key)
-    else:
-        admitted = await _admit(batchers.admissions, key_hash, metadata)
+    admitted = await _admit(batchers.admissions, settings, device_key, metadata)
     if isinstance(admitted, IngestResult):
         return admitted
     device = admitted
-    batchers.recently_admitted.remember(device.device_id, key_hash)
+    now = datetime.now(UTC)
+    record_id = new_record_id()
+    key = snapshot_key(device.device_id, record_id, now, info.format.extension)
     detections = [d.model_dump() for d in metadata.detections]
     # Evaluated here (Python work, some tens of us): on the write's thread it cost more in
     # passing the GIL back and forth than it took; the write hashes the bytes, which releases
@@ -145,8 +116,7 @@ async def ingest_capture(
     evaluation_status, evaluation_result = evaluation_of(device, detections, info, now)
     # Shielded: if this request is cancelled mid-write, the write still finishes and the
     # except below waits for it before deleting, so no file is left behind.
-    if write is None:
-        write = asyncio.ensure_future(store.save(key, image, info.content_type))
+    write = asyncio.ensure_future(store.save(key, image, info.content_type))
     try:
         digest = await asyncio.shield(write)
     except BaseException:

@@ -7,13 +7,12 @@ the load. A lone upload finds a lane idle and goes at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.auth.device_admission import Admission, authenticate_and_count_many
-from cloud.captures.admitted_keys import RecentlyAdmitted
 from cloud.captures.quiet_insert import CaptureRows
 from cloud.captures.upload_checks import UPLOAD_LOOKUPS
 from cloud.core.batching import StatementBatcher
@@ -66,7 +65,6 @@ class UploadAdmissions(StatementBatcher[UploadAsk, Admission]):
 class UploadBatchers:
     admissions: UploadAdmissions
     rows: CaptureRows
-    recently_admitted: RecentlyAdmitted = field(default_factory=RecentlyAdmitted)
 
     async def stop(self) -> None:
         """Let the statements under way and the uploads waiting for them finish."""
