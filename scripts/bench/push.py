@@ -1,19 +1,21 @@
 """Benchmark command push against its floor: N idle SSE streams, manual triggers at a rate.
 
     python -m scripts.bench.push [--devices 2000] [--rate 100] [--duration 20]
-        [--instances 1 2 4] [--impl sse-starlette] [--no-storm] [--json]
+        [--instances 1 2 4] [--rate-per-instance] [--impl sse-starlette] [--no-storm] [--json]
 
 One run measures, with the same client, streams and trigger rate: the floor (a minimal
 in-memory SSE server, scripts/bench/push_floor.py: no database, no auth), then the cloud
 (`python -m cloud` on a fresh embedded PostgreSQL, or DATABASE_URL's server) once per
-`--instances` count with the fleet spread over the instances, then with `--impl sse-starlette`
-the cloud serving streams through sse-starlette. Each prints p50/p99 from just before the
-trigger API call to the event's `id:` line at the device (also per second of firing), server
-CPU per trigger (summed over instances) and PostgreSQL's and the load generator's, each less
-its idle rate measured over one keepalive, RSS per idle stream and a reconnect storm
-(servers restarted, every stream reconnecting at once, a backlog trigger for one device in
-ten written while they were down: seconds from the restart until all streams are back and
-every backlog event arrived). The last line is JSON (`--json`: only that line).
+`--instances` count with the fleet spread over the instances (with `--rate-per-instance`,
+N instances are fired at N times the rate, so each carries the same load), then with
+`--impl sse-starlette` the cloud serving streams through sse-starlette. Each prints p50/p99
+from just before the trigger API call to the event's `id:` line at the device (also per
+second of firing), server CPU per trigger (summed over instances) and PostgreSQL's and the
+load generator's, each less its idle rate measured over one keepalive, RSS per idle stream
+and a reconnect storm (servers restarted, every stream reconnecting at once, a backlog
+trigger for one device in ten written while they were down: seconds from the restart until
+all streams are back and every backlog event arrived). The last line is JSON (`--json`:
+only that line).
 """
 
 from __future__ import annotations
@@ -114,6 +116,11 @@ class Target:
         return sum(psutil.Process(p.pid).memory_info().rss for p in self.processes)
 
 
+def rate_for(args: argparse.Namespace, target: Target) -> float:
+    """The rate `target` is fired at: --rate, or with --rate-per-instance --rate per instance."""
+    return args.rate * len(target.ports) if args.rate_per_instance else args.rate
+
+
 async def measure(
     args: argparse.Namespace, target: Target, token: str, fleet: list[tuple[str, str]]
 ) -> dict[str, Any]:
@@ -145,7 +152,7 @@ async def measure(
     wal0 = wal_position(target.database_url) if target.database_url is not None else None
     with collector_paused():
         started, statuses, answered = await fire(
-            target.ports, token, devices, args.rate, args.duration
+            target.ports, token, devices, rate_for(args, target), args.duration
         )
         for _ in range(int(DRAIN_SECONDS / 0.1)):
             if started.keys() <= streams.received.keys():
@@ -171,6 +178,7 @@ async def measure(
         "streams_failed": streams.failed,
         "open_s": round(open_s, 1),
         "triggers": len(started),
+        "rate_per_s": rate_for(args, target),
         "api_statuses": statuses,
         "api_p99_ms": round(percentile(answered, 0.99), 1) if answered else None,
         "push_p50_ms": round(percentile(latencies, 0.5), 1) if latencies else None,
@@ -266,6 +274,7 @@ def report(results: list[dict[str, Any]], quiet: bool, rate: float) -> dict[str,
         columns = [
             "target",
             "instances",
+            "rate_per_s",
             "streams",
             "open_s",
             "push_p50_ms",
@@ -342,6 +351,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=2000, help="idle streams to open")
     parser.add_argument("--rate", type=float, default=100.0, help="manual triggers per second")
+    parser.add_argument(
+        "--rate-per-instance",
+        action="store_true",
+        help="N instances fire N x --rate (the same load on each instance, so each command's "
+        "cost shows apart from how well each instance batches)",
+    )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of firing")
     parser.add_argument("--instances", type=int, nargs="+", default=[1], help="cloud instances")
     parser.add_argument(
