@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -149,6 +150,59 @@ def test_malformed_bodies_are_422(
     assert bad_json.status_code == 422
     assert wrong_type.status_code == 415
     assert _nothing_stored(db, settings)
+
+
+def test_malformed_multipart_bodies_are_422_with_the_reason(
+    live_server: LiveServer, device: DeviceWithKey, db: sessionmaker[Session], settings: Settings
+) -> None:
+    image = jpeg_bytes()
+    metadata = json.dumps(capture_metadata(device.device_id))
+    boundary = "visant-test-boundary"
+
+    def part(name: str, data: bytes, filename: str | None = None) -> bytes:
+        file = f'; filename="{filename}"' if filename is not None else ""
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{file}\r\n\r\n'
+        return head.encode() + data + b"\r\n"
+
+    def post(
+        body: bytes, content_type: str = f"multipart/form-data; boundary={boundary}"
+    ) -> httpx.Response:
+        return client.post(
+            "/v1/captures", content=body, headers={**device.headers, "Content-Type": content_type}
+        )
+
+    closing = f"--{boundary}--\r\n".encode()
+    whole = part("metadata", metadata.encode()) + part("image", image, "a.jpg")
+    with live_server.client() as client:
+        answers = {
+            "no boundary": post(whole + closing, "multipart/form-data"),
+            "cut short": post(whole[:-500]),
+            "two images": post(whole + part("image", image, "b.jpg") + closing),
+            "too many parts": post(whole + part("note", b"x") * 4 + closing),
+            "metadata as a file": post(
+                part("metadata", metadata.encode(), "m.json")
+                + part("image", image, "a.jpg")
+                + closing
+            ),
+        }
+        stored = post(whole + closing)
+    details = {why: (r.status_code, r.json()["detail"]) for why, r in answers.items()}
+    assert details == {
+        "no boundary": (
+            422,
+            "invalid multipart body: the Content-Type needs a boundary of 1 to 70 characters",
+        ),
+        "cut short": (422, "invalid multipart body: a part is not closed by the boundary"),
+        "two images": (422, "invalid multipart body: more than one 'image' part"),
+        "too many parts": (422, "invalid multipart body: more than 5 parts"),
+        "metadata as a file": (
+            422,
+            "missing metadata part (a JSON text field named 'metadata')",
+        ),
+    }
+    assert stored.status_code == 201, stored.text  # the same body, whole, is taken
+    with db() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Capture)) == 1
 
 
 def test_auth_refusals_401_403(
