@@ -7,7 +7,7 @@ the writes submitted while the threads are busy wait in a queue, and a thread th
 group takes all that waits as its next: one hand-over and one loop wake-up per group, and the
 group's fsyncs share the file system's journal commit (FilesystemStore.put_many). The threads
 take their groups themselves, so a group starts as soon as a thread is free, not when the
-event loop next gets round to it (at 32 uploads in flight the loop is ~75 % busy). Several
+event loop next gets round to it between the other uploads' work. Several
 groups are written at once, one a thread: here 141 KB files written and fsynced alone did
 1,214/s one at a time, 2,005/s in groups of 8 on one thread, 2,986/s in groups of 4 on 4
 threads; in the server 1, 2 and 4 threads gave the same uploads/s, groups of one cost the
