@@ -84,6 +84,8 @@ class GroupedWrites(Generic[ItemT, ResultT]):
             results: Sequence[ResultT | BaseException]
             try:
                 results = self._write_group([item for item, _ in group])
+                if len(results) != len(group):  # would leave callers unanswered for good
+                    raise RuntimeError(f"{len(results)} results for a group of {len(group)}")
             except Exception as exc:  # noqa: BLE001 - the whole group failed: each caller hears
                 results = [exc] * len(group)
             _answer(group, results)

@@ -132,3 +132,26 @@ def test_a_loop_closed_while_its_write_runs_leaves_the_threads_serving() -> None
         return await writes.write(41)
 
     assert asyncio.run(write_again()) == 42  # the same thread, from a new loop
+
+
+def test_a_group_that_fails_whole_answers_each_caller_and_the_thread_goes_on() -> None:
+    calls: list[list[int]] = []
+
+    def write_group(items: Sequence[int]) -> list[int | BaseException]:
+        calls.append(list(items))
+        if len(calls) == 1:
+            raise OSError("disk gone")
+        if len(calls) == 2:
+            return []  # a result short: answered as a failure, not left waiting
+        return [item for item in items]
+
+    writes = GroupedWrites(write_group, threads=1, thread_name="test-writes")
+
+    async def write(item: int) -> int:
+        return await writes.write(item)
+
+    with pytest.raises(OSError, match="disk gone"):
+        asyncio.run(write(1))
+    with pytest.raises(RuntimeError, match="0 results for a group of 1"):
+        asyncio.run(write(2))
+    assert asyncio.run(write(3)) == 3
