@@ -129,11 +129,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.ready = False
         app.state.shutdown_event.set()
-        # Its triggers under way are still handed to streams (the hub stops last).
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(app.state.trigger_batcher.stop(), COMPONENT_STOP_TIMEOUT)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(app.state.upload_batchers.stop(), COMPONENT_STOP_TIMEOUT)
+        # Their statements under way finish (triggers are still handed to streams: the hub
+        # stops last).
+        for batchers in (app.state.trigger_batcher, app.state.upload_batchers):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(batchers.stop(), COMPONENT_STOP_TIMEOUT)
         for component in reversed(started):
             try:
                 await asyncio.wait_for(component.stop(), COMPONENT_STOP_TIMEOUT)

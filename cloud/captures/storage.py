@@ -152,6 +152,16 @@ class FilesystemStore:
                 continue
 
 
+async def put_on_a_thread(store: SnapshotStore, key: str, data: bytes, content_type: str) -> str:
+    """`save` for a store whose `put` blocks: the put and the hash on one worker thread."""
+    return await asyncio.to_thread(_put_and_hash, store, key, data, content_type)
+
+
+def _put_and_hash(store: SnapshotStore, key: str, data: bytes, content_type: str) -> str:
+    store.put(key, data, content_type)
+    return hashlib.sha256(data).hexdigest()
+
+
 def _start_writeback(descriptor: int) -> None:
     """Start writing the file's pages to disk now, without waiting (POSIX_FADV_DONTNEED
     queues the writeback of dirty pages and drops only pages already clean). Its blocks are
@@ -205,11 +215,7 @@ class S3Store:
         )
 
     async def save(self, key: str, data: bytes, content_type: str) -> str:
-        return await asyncio.to_thread(self._put_and_hash, key, data, content_type)
-
-    def _put_and_hash(self, key: str, data: bytes, content_type: str) -> str:
-        self.put(key, data, content_type)
-        return hashlib.sha256(data).hexdigest()
+        return await put_on_a_thread(self, key, data, content_type)
 
     def get(self, key: str) -> bytes:
         try:

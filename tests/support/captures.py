@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import hashlib
 import json
 import struct
 import zlib
@@ -18,7 +16,7 @@ import httpx
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.captures.storage import FilesystemStore
+from cloud.captures.storage import FilesystemStore, put_on_a_thread
 from cloud.core.config import Settings
 from cloud.core.ids import new_trigger_id
 from cloud.models import Trigger, TriggerStatus, TriggerType
@@ -122,8 +120,7 @@ class ActsOnFirstPut:
             self.action()
 
     async def save(self, key: str, data: bytes, content_type: str) -> str:
-        await asyncio.to_thread(self.put, key, data, content_type)
-        return hashlib.sha256(data).hexdigest()
+        return await put_on_a_thread(self, key, data, content_type)
 
     def get(self, key: str) -> bytes:
         return self.inner.get(key)
